@@ -1,0 +1,187 @@
+using DeepSeekNotebooks.Model.Modules;
+using DeepSeekNotebooks.Model.Native;
+using DeepSeekNotebooks.Model.Tracing;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DeepSeekNotebooks.Model;
+
+/// <summary>
+/// A DeepSeek-V2/V3 architecture causal language model in TorchSharp, following the <c>Transformer</c> of DeepSeek-V3's
+/// official <c>inference/model.py</c>: token embedding, <c>num_hidden_layers</c> blocks of Multi-head Latent Attention and a
+/// dense SwiGLU MLP (first <c>first_k_dense_replace</c> layers) or a DeepSeekMoE layer, a final RMSNorm and the output head.
+/// Unlike the reference (which returns the last position only), <see cref="forward"/> returns logits for every position.
+/// Parameter names follow the official code (<c>embed.weight</c>, <c>layers.{i}.attn.wq.weight</c>, …, <c>head.weight</c>);
+/// <see cref="Checkpoints.Checkpoint"/> maps Hugging Face names onto them.
+/// </summary>
+public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
+{
+    private readonly Embedding embed;
+    private readonly ModuleList<Block> layers;
+    private readonly RMSNorm norm;
+    private readonly Linear head;
+    private readonly float[] _inverseFrequencies;
+
+    private DeepSeekModel(DeepSeekConfig config) : base("DeepSeekModel")
+    {
+        Config = config.Validate();
+        embed = nn.Embedding(config.VocabSize, config.HiddenSize);
+        layers = new ModuleList<Block>(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new Block($"layers.{i}", config, i)).ToArray());
+        norm = new RMSNorm("norm", config.HiddenSize, config.RmsNormEps);
+        head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+        if (config.TieWordEmbeddings) head.weight = embed.weight;
+        _inverseFrequencies = RotaryEmbedding.InverseFrequencies(config);
+        RegisterComponents();
+    }
+
+    /// <summary>
+    /// Builds a model with freshly initialised weights: N(0, 0.02) for embeddings, projections and router, ones for norm
+    /// gains, zeros for the selection bias. <paramref name="seed"/> makes the initialisation reproducible.
+    /// </summary>
+    public static DeepSeekModel Create(DeepSeekConfig config, long? seed = null)
+    {
+        TorchRuntime.EnsureLoaded();
+        var model = new DeepSeekModel(config);
+        using var _ = no_grad();
+        var generator = seed is { } s ? new Generator((ulong)s) : null;
+        foreach (var (name, p) in model.named_parameters())
+        {
+            if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1);
+            else if (name.EndsWith("gate.bias", StringComparison.Ordinal)) p.zero_();
+            else nn.init.normal_(p, 0, 0.02, generator);
+        }
+        model.eval();
+        return model;
+    }
+
+    /// <summary>Builds an uninitialised model of the given shape (weights are expected to be loaded next).</summary>
+    internal static DeepSeekModel CreateEmpty(DeepSeekConfig config)
+    {
+        TorchRuntime.EnsureLoaded();
+        var model = new DeepSeekModel(config);
+        model.eval();
+        return model;
+    }
+
+    /// <summary>The model's configuration.</summary>
+    public DeepSeekConfig Config { get; }
+    /// <summary>The blocks, in order.</summary>
+    public IReadOnlyList<Block> Layers => layers.ToList();
+    /// <summary>The token embedding table [vocab, dim].</summary>
+    public Parameter EmbeddingWeight => embed.weight!;
+    /// <summary>The output head [vocab, dim].</summary>
+    public Parameter HeadWeight => head.weight!;
+    /// <summary>The final RMSNorm.</summary>
+    public RMSNorm FinalNorm => norm;
+
+    /// <summary>Token ids [batch, seq] (int64) → logits [batch, seq, vocab] at every position (causal).</summary>
+    public override Tensor forward(Tensor inputIds)
+    {
+        using var scope = NewDisposeScope();
+        return Forward(Embed(inputIds), null).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Looks up token embeddings [batch, seq, dim] after checking the ids (<see cref="CheckInputIds"/>).</summary>
+    public Tensor Embed(Tensor inputIds)
+    {
+        CheckInputIds(inputIds);
+        return embed.forward(inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds);
+    }
+
+    /// <summary>
+    /// Runs the blocks, final norm and head on given input embeddings [batch, seq, dim] (the function Captum's
+    /// attribution methods differentiate when attributing at the embedding layer). Returns logits [batch, seq, vocab].
+    /// </summary>
+    public Tensor ForwardFromEmbeddings(Tensor embeddings, IReadOnlyDictionary<string, HookFunction>? hooks = null)
+    {
+        if (embeddings.dim() != 3 || embeddings.shape[2] != Config.HiddenSize)
+            throw new ArgumentException($"embeddings must be [batch, seq, {Config.HiddenSize}], got [{string.Join(", ", embeddings.shape)}]", nameof(embeddings));
+        CheckLength(embeddings.shape[1]);
+        return Forward(embeddings, hooks is null ? null : new ForwardContext(null, hooks, keepGraph: true));
+    }
+
+    /// <summary>
+    /// Forward pass that records the tensors at the hook points selected by <paramref name="options"/> (in the spirit of
+    /// TransformerLens' <c>run_with_cache</c>) and applies any hooks. The returned trace owns the recorded tensors.
+    /// </summary>
+    public ModelTrace RunWithCache(Tensor inputIds, TraceOptions? options = null)
+    {
+        options ??= TraceOptions.Default;
+        var ctx = new ForwardContext(options.ShouldRecord, options.Hooks, options.KeepGraph);
+        using (var scope = NewDisposeScope())
+        {
+            var ids = inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds;
+            var embeddings = ctx.Point(HookPoints.Embed, Embed(ids));
+            var logits = Forward(embeddings, ctx);
+            if (options.ShouldRecord(HookPoints.Logits) && !ctx.Cache.ContainsKey(HookPoints.Logits))
+                ctx.Cache[HookPoints.Logits] = (options.KeepGraph ? logits.alias() : logits.detach().clone()).DetachFromDisposeScope();
+        }
+        return new ModelTrace(Config, ctx.Cache);
+    }
+
+    /// <summary>Forward pass with hooks that may read or replace tensors at hook points; returns logits [batch, seq, vocab].</summary>
+    public Tensor RunWithHooks(Tensor inputIds, IReadOnlyDictionary<string, HookFunction> hooks)
+    {
+        using var scope = NewDisposeScope();
+        var ctx = new ForwardContext(null, hooks, keepGraph: true);
+        var ids = inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds;
+        var embeddings = ctx.Point(HookPoints.Embed, Embed(ids));
+        return Forward(embeddings, ctx).MoveToOuterDisposeScope();
+    }
+
+    internal Tensor Forward(Tensor h, ForwardContext? ctx)
+    {
+        using var scope = NewDisposeScope();
+        long seq = h.shape[1];
+        var (cos, sin) = RotaryEmbedding.Tables(_inverseFrequencies, 0, seq, h.device);
+        Tensor? mask = seq > 1 ? full(seq, seq, float.NegativeInfinity, device: h.device).triu(1) : null;
+        foreach (var layer in layers)
+            h = layer.Forward(h, cos, sin, mask, ctx);
+        h = norm.forward(h);
+        if (ctx is not null) h = ctx.Point(HookPoints.FinalNorm, h);
+        var logits = head.forward(h);
+        if (ctx is not null) logits = ctx.Point(HookPoints.Logits, logits);
+        return logits.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Checks token ids: int64 (or int32), shape [seq] or [batch, seq], 1 ≤ seq ≤ <c>max_position_embeddings</c>,
+    /// every id in [0, vocab_size). Throws <see cref="ArgumentException"/> naming the problem.
+    /// </summary>
+    public void CheckInputIds(Tensor inputIds)
+    {
+        if (inputIds.dtype is not (ScalarType.Int64 or ScalarType.Int32))
+            throw new ArgumentException($"token ids must be int64, got {inputIds.dtype}", nameof(inputIds));
+        if (inputIds.dim() is not (1 or 2))
+            throw new ArgumentException($"token ids must be [seq] or [batch, seq], got shape [{string.Join(", ", inputIds.shape)}]", nameof(inputIds));
+        long seq = inputIds.shape[^1];
+        if (seq == 0 || inputIds.numel() == 0)
+            throw new ArgumentException("the token sequence is empty; give at least one token id", nameof(inputIds));
+        CheckLength(seq);
+        long min = inputIds.min().item<long>(), max = inputIds.max().item<long>();
+        if (min < 0 || max >= Config.VocabSize)
+            throw new ArgumentException(
+                $"token id {(min < 0 ? min : max)} is out of range: ids must be in [0, {Config.VocabSize - 1}] (vocab_size {Config.VocabSize})", nameof(inputIds));
+    }
+
+    private void CheckLength(long seq)
+    {
+        if (seq > Config.MaxPositionEmbeddings)
+            throw new ArgumentException(
+                $"the sequence has {seq} tokens but the model supports at most max_position_embeddings = {Config.MaxPositionEmbeddings}");
+    }
+
+    /// <summary>Total parameter count and the count active for one token (embedding row excluded: shared experts + top-k routed).</summary>
+    public (long Total, long ActivePerToken) ParameterCounts()
+    {
+        long total = 0, inactive = 0;
+        foreach (var (name, p) in named_parameters()) total += p.numel();
+        var c = Config;
+        foreach (var block in layers)
+            if (block.Moe is { } moe)
+                inactive += (c.NRoutedExperts - c.NumExpertsPerTok) * moe.Experts[0].parameters().Sum(p => p.numel());
+        long embeddingTable = EmbeddingWeight.numel() - c.HiddenSize; // one row is used per token
+        return (total, total - inactive - embeddingTable);
+    }
+}

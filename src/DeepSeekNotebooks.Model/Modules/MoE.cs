@@ -1,0 +1,84 @@
+using DeepSeekNotebooks.Model.Tracing;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DeepSeekNotebooks.Model.Modules;
+
+/// <summary>
+/// DeepSeekMoE layer (Dai et al. 2024, arXiv:2401.06066; DeepSeek-V3 §2.1.2): <c>n_routed_experts</c> fine-grained routed
+/// SwiGLU experts of width <c>moe_intermediate_size</c> chosen per token by the <see cref="Gate"/>, plus always-active shared
+/// experts (one MLP of width <c>n_shared_experts · moe_intermediate_size</c>), as <c>MoE</c> in the official inference code.
+/// </summary>
+/// <remarks>
+/// Dispatch sorts the (token, slot) pairs by expert and runs each expert once on the contiguous block of tokens routed
+/// to it, then scatters the weighted outputs back with one <c>index_add</c>; no per-token loop.
+/// </remarks>
+public sealed class MoE : nn.Module<Tensor, Tensor>
+{
+    private readonly DeepSeekConfig _c;
+    private readonly int _layer;
+    private readonly Gate gate;
+    private readonly ModuleList<Mlp> experts;
+    private readonly Mlp? shared_experts;
+
+    internal MoE(string name, DeepSeekConfig c, int layer) : base(name)
+    {
+        _c = c;
+        _layer = layer;
+        gate = new Gate("gate", c, layer);
+        experts = new ModuleList<Mlp>(Enumerable.Range(0, c.NRoutedExperts)
+            .Select(i => new Mlp($"experts.{i}", c.HiddenSize, c.MoeIntermediateSize)).ToArray());
+        if (c.NSharedExperts > 0) shared_experts = new Mlp("shared_experts", c.HiddenSize, (long)c.NSharedExperts * c.MoeIntermediateSize);
+        RegisterComponents();
+    }
+
+    /// <summary>The router.</summary>
+    public Gate Gate => gate;
+    /// <summary>The routed experts.</summary>
+    public IReadOnlyList<Mlp> Experts => experts.ToList();
+    /// <summary>The shared experts (null when <c>n_shared_experts</c> is 0).</summary>
+    public Mlp? SharedExperts => shared_experts;
+
+    public override Tensor forward(Tensor x) => Forward(x, null);
+
+    internal Tensor Forward(Tensor x, ForwardContext? ctx)
+    {
+        using var scope = NewDisposeScope();
+        var shape = x.shape;
+        var flat = x.reshape(-1, _c.HiddenSize);
+        var routing = gate.Route(flat, ctx);
+        var y = Dispatch(flat, routing);
+        if (shared_experts is not null)
+        {
+            var z = shared_experts.forward(flat);
+            if (ctx is not null) z = ctx.Point(HookPoints.SharedExpertsOut(_layer), z);
+            y = y + z;
+        }
+        return y.view(shape).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Sort-by-expert dispatch: each expert runs once over all tokens routed to it.</summary>
+    internal Tensor Dispatch(Tensor x, Routing routing)
+    {
+        using var scope = NewDisposeScope();
+        long k = routing.Indices.shape[1];
+        var flatExperts = routing.Indices.flatten();
+        var (_, order) = flatExperts.sort(stable: true);
+        var tokenOf = order.div(k, rounding_mode: RoundingMode.floor);
+        var counts = bincount(flatExperts, minlength: _c.NRoutedExperts).data<long>().ToArray();
+        var xs = x.index_select(0, tokenOf);
+        var outputs = new List<Tensor>();
+        long start = 0;
+        for (int e = 0; e < counts.Length; e++)
+        {
+            if (counts[e] == 0) continue;
+            outputs.Add(experts[e].forward(xs.narrow(0, start, counts[e])));
+            start += counts[e];
+        }
+        var y = zeros_like(x);
+        if (outputs.Count == 0) return y.MoveToOuterDisposeScope();
+        var weighted = cat(outputs, 0) * routing.Weights.flatten().index_select(0, order).unsqueeze(1);
+        return y.index_add(0, tokenOf, weighted, 1).MoveToOuterDisposeScope();
+    }
+}

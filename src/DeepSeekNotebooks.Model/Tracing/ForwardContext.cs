@@ -1,0 +1,48 @@
+using static TorchSharp.torch;
+
+namespace DeepSeekNotebooks.Model.Tracing;
+
+/// <summary>
+/// A hook: receives the tensor at a hook point and its name; returns a replacement tensor (same shape and dtype)
+/// or null to leave it unchanged. Hooks run inside the forward pass, so replacements flow into everything after.
+/// </summary>
+public delegate Tensor? HookFunction(Tensor value, string hookPoint);
+
+/// <summary>Carries hooks and the observation cache through one forward pass; absent (null) in a plain forward.</summary>
+internal sealed class ForwardContext
+{
+    private readonly Func<string, bool>? _record;
+    private readonly IReadOnlyDictionary<string, HookFunction>? _hooks;
+    private readonly bool _keepGraph;
+
+    internal ForwardContext(Func<string, bool>? record, IReadOnlyDictionary<string, HookFunction>? hooks, bool keepGraph)
+    {
+        _record = record;
+        _hooks = hooks is { Count: > 0 } ? hooks : null;
+        _keepGraph = keepGraph;
+    }
+
+    /// <summary>Recorded tensors by hook point (owned by the caller of the traced forward).</summary>
+    internal Dictionary<string, Tensor> Cache { get; } = new();
+
+    /// <summary>Whether anything is recorded or hooked at this point (lets callers skip work for unobserved points).</summary>
+    internal bool Wants(string name) => (_record?.Invoke(name) ?? false) || (_hooks?.ContainsKey(name) ?? false);
+
+    /// <summary>Runs the hook registered at <paramref name="name"/> (if any) and records the result (if requested).</summary>
+    internal Tensor Point(string name, Tensor value)
+    {
+        if (_hooks is not null && _hooks.TryGetValue(name, out var hook) && hook(value, name) is { } replaced)
+        {
+            if (!replaced.shape.SequenceEqual(value.shape))
+                throw new InvalidOperationException(
+                    $"hook at '{name}' returned shape [{string.Join(", ", replaced.shape)}] but must keep [{string.Join(", ", value.shape)}]");
+            value = replaced;
+        }
+        if (_record?.Invoke(name) ?? false)
+        {
+            var kept = _keepGraph ? value.alias() : value.detach().clone();
+            Cache[name] = kept.DetachFromDisposeScope();
+        }
+        return value;
+    }
+}
