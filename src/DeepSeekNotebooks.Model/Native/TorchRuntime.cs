@@ -127,8 +127,10 @@ public static class TorchRuntime
         string error;
         try
         {
-            // Load libtorch from its own folder first so the copy below resolves to the same libraries.
-            NativeLibrary.TryLoad(Path.Combine(libtorchDir, "libtorch_cpu.so"), out _);
+            // Load libtorch from its own folder first: the repaired copy's DT_NEEDED entries then bind to these
+            // already-loaded objects by soname, so exactly one libtorch is ever loaded in the process.
+            foreach (var dep in new[] { "libc10.so", "libtorch_cpu.so", "libtorch.so" })
+                NativeLibrary.TryLoad(Path.Combine(libtorchDir, dep), out _);
             var handle = NativeLibrary.Load(original);
             Attempts.Add($"direct load of {original}: ok");
             return handle;
@@ -161,13 +163,6 @@ public static class TorchRuntime
             var tmp = patchedPath + $".{Environment.ProcessId}.tmp";
             File.WriteAllBytes(tmp, bytes);
             File.Move(tmp, patchedPath, overwrite: true);
-        }
-        // RUNPATH is $ORIGIN: give the copy its neighbours (libtorch, libc10, libgomp ...) as symlinks.
-        foreach (var lib in Directory.EnumerateFiles(libtorchDir, "lib*.so*"))
-        {
-            var link = Path.Combine(dir, Path.GetFileName(lib));
-            if (Path.GetFileName(lib) == NativeFile || File.Exists(link)) continue;
-            try { File.CreateSymbolicLink(link, lib); } catch (IOException) { /* created by a concurrent process */ }
         }
         try
         {

@@ -1,0 +1,377 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using DeepSeekNotebooks.Model.Native;
+using DeepSeekNotebooks.Model.Tokenization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DeepSeekNotebooks.Model.Checkpoints;
+
+/// <summary>How to load a checkpoint.</summary>
+public sealed record CheckpointLoadOptions
+{
+    /// <summary>Compute dtype of the loaded model; weights stored as bf16/fp16/FP8 are converted (default float32).</summary>
+    public ScalarType DType { get; init; } = ScalarType.Float32;
+    /// <summary>
+    /// Allow loading PyTorch pickle files (<c>.bin</c>/<c>.pt</c>). Off by default: unpickling can run arbitrary code
+    /// from the file; only enable it for files you trust, or convert them to safetensors.
+    /// </summary>
+    public bool AllowPickle { get; init; }
+    /// <summary>Reports (tensors loaded, total) while weights are read.</summary>
+    public IProgress<(int Done, int Total)>? Progress { get; init; }
+}
+
+/// <summary>A problem with a checkpoint directory's contents (missing/unexpected tensors, wrong shapes, non-finite values, layout).</summary>
+public sealed class CheckpointException : Exception
+{
+    public CheckpointException(string message, Exception? inner = null) : base(message, inner) { }
+}
+
+/// <summary>
+/// A loaded checkpoint: the model, its layout and (if <c>tokenizer.json</c> is present) its tokenizer.
+/// Loads the Hugging Face DeepSeek layout (<c>config.json</c> + <c>model.safetensors</c> or shards listed in
+/// <c>model.safetensors.index.json</c>) and the official inference code's layout (<c>model0-mp1.safetensors</c> + a
+/// <c>ModelArgs</c> JSON), detected from the files. bf16/fp16 weights are converted to the compute dtype; FP8 (E4M3)
+/// weights with <c>weight_scale_inv</c> per 128×128 block are dequantised on load as DeepSeek's <c>fp8_cast_bf16.py</c>
+/// does. Loading is all-or-nothing: every problem is found before the model is returned.
+/// </summary>
+public sealed class Checkpoint : IDisposable
+{
+    private const int FpBlock = 128;
+
+    private Checkpoint(string directory, CheckpointLayout layout, DeepSeekModel model, DeepSeekTokenizer? tokenizer)
+    {
+        Directory = directory;
+        Layout = layout;
+        Model = model;
+        Tokenizer = tokenizer;
+    }
+
+    /// <summary>The directory loaded.</summary>
+    public string Directory { get; }
+    /// <summary>The detected layout.</summary>
+    public CheckpointLayout Layout { get; }
+    /// <summary>The model, in eval mode.</summary>
+    public DeepSeekModel Model { get; }
+    /// <summary>The tokenizer, or null when the directory has no <c>tokenizer.json</c> (work on token ids then).</summary>
+    public DeepSeekTokenizer? Tokenizer { get; }
+    /// <summary>The model's configuration.</summary>
+    public DeepSeekConfig Config => Model.Config;
+
+    /// <summary>Detects the layout of a checkpoint directory from its files.</summary>
+    public static CheckpointLayout DetectLayout(string directory)
+    {
+        if (!System.IO.Directory.Exists(directory))
+            throw new CheckpointException($"checkpoint directory not found: {directory}");
+        bool Has(string pattern) => System.IO.Directory.EnumerateFiles(directory, pattern).Any();
+        if (Has("model*-mp*.safetensors")) return CheckpointLayout.Official;
+        if (File.Exists(Path.Combine(directory, "model.safetensors")) || File.Exists(Path.Combine(directory, "model.safetensors.index.json")) || Has("*.safetensors"))
+            return CheckpointLayout.HuggingFace;
+        if (Has("*.bin") || Has("*.pt") || Has("*.pth"))
+            return CheckpointLayout.HuggingFace;
+        throw new CheckpointException(
+            $"{directory} holds no checkpoint: expected config.json + model.safetensors (Hugging Face layout) or model0-mp1.safetensors + a ModelArgs JSON (official layout)");
+    }
+
+    /// <summary>Loads a checkpoint directory (layout detected from its files).</summary>
+    /// <exception cref="CheckpointException">Missing/unexpected tensors, wrong shapes, NaN/Inf values, pickle files without opt-in.</exception>
+    /// <exception cref="CheckpointFormatException">A safetensors file is truncated or corrupt.</exception>
+    /// <exception cref="ConfigException">The configuration is missing or invalid.</exception>
+    public static Checkpoint Load(string directory, CheckpointLoadOptions? options = null)
+    {
+        options ??= new CheckpointLoadOptions();
+        TorchRuntime.EnsureLoaded();
+        directory = Path.GetFullPath(directory);
+        var layout = DetectLayout(directory);
+        var (config, files) = layout == CheckpointLayout.Official ? ReadOfficial(directory) : ReadHuggingFace(directory, options);
+        try
+        {
+            var model = LoadWeights(config, files, layout, options);
+            DeepSeekTokenizer? tokenizer = null;
+            var tokenizerPath = Path.Combine(directory, "tokenizer.json");
+            if (File.Exists(tokenizerPath))
+            {
+                try { tokenizer = DeepSeekTokenizer.FromFile(tokenizerPath); }
+                catch { model.Dispose(); throw; }
+                if (tokenizer.VocabularySize > config.VocabSize)
+                {
+                    model.Dispose();
+                    throw new CheckpointException($"tokenizer.json has {tokenizer.VocabularySize} tokens but the model's vocab_size is {config.VocabSize}");
+                }
+            }
+            return new Checkpoint(directory, layout, model, tokenizer);
+        }
+        finally
+        {
+            foreach (var f in files) f.Dispose();
+        }
+    }
+
+    private static (DeepSeekConfig, List<SafetensorsFile>) ReadOfficial(string directory)
+    {
+        var shards = System.IO.Directory.GetFiles(directory, "model*-mp*.safetensors").Order().ToList();
+        var mp = Regex.Match(Path.GetFileName(shards[0]), @"-mp(\d+)\.safetensors$");
+        if (shards.Count != 1 || !mp.Success || mp.Groups[1].Value != "1")
+            throw new CheckpointException(
+                $"{directory} holds model-parallel shards ({string.Join(", ", shards.Select(Path.GetFileName))}); only model0-mp1.safetensors is supported: re-run DeepSeek's convert.py with --model-parallel 1");
+        var file = SafetensorsFile.Open(shards[0]);
+        try
+        {
+            var argsFile = System.IO.Directory.GetFiles(directory, "*.json")
+                .FirstOrDefault(f => JsonNode.Parse(File.ReadAllText(f)) is JsonObject o && o.ContainsKey("dim") && o.ContainsKey("n_layers"))
+                ?? throw new CheckpointException($"{directory} has {Path.GetFileName(shards[0])} but no ModelArgs JSON (a .json file with \"dim\" and \"n_layers\", as inference/configs/*.json)");
+            bool hasBias = file.Tensors.Any(t => t.Name.EndsWith(".ffn.gate.bias", StringComparison.Ordinal));
+            DeepSeekConfig config;
+            try { config = DeepSeekConfig.FromModelArgsJson(File.ReadAllText(argsFile), hasBias); }
+            catch (ConfigException e) { throw new ConfigException(e.Field, e.Problem, argsFile); }
+            return (config, new List<SafetensorsFile> { file });
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    private static (DeepSeekConfig, List<SafetensorsFile>) ReadHuggingFace(string directory, CheckpointLoadOptions options)
+    {
+        var config = DeepSeekConfig.Load(Path.Combine(directory, "config.json"));
+        var index = Path.Combine(directory, "model.safetensors.index.json");
+        List<string> paths;
+        if (File.Exists(index))
+        {
+            JsonObject map;
+            try { map = JsonNode.Parse(File.ReadAllText(index))?["weight_map"] as JsonObject ?? throw new CheckpointException($"{index} has no \"weight_map\" object"); }
+            catch (JsonException e) { throw new CheckpointException($"{index} is not valid JSON: {e.Message}"); }
+            paths = map.Select(kv => kv.Value?.GetValue<string>() ?? "").Distinct().Order()
+                .Select(f => Path.Combine(directory, f)).ToList();
+            foreach (var p in paths.Where(p => !File.Exists(p)))
+                throw new CheckpointException($"{index} lists shard {Path.GetFileName(p)}, which is not in {directory}");
+        }
+        else
+        {
+            paths = System.IO.Directory.GetFiles(directory, "*.safetensors").Order().ToList();
+        }
+        if (paths.Count == 0)
+        {
+            var pickles = System.IO.Directory.GetFiles(directory).Where(f => f.EndsWith(".bin") || f.EndsWith(".pt") || f.EndsWith(".pth")).ToList();
+            if (pickles.Count > 0 && !options.AllowPickle)
+                throw new CheckpointException(
+                    $"{directory} holds only PyTorch pickle weights ({string.Join(", ", pickles.Select(Path.GetFileName))}). Unpickling can execute arbitrary code " +
+                    "stored in the file, so it is refused by default: convert the weights to safetensors, or pass AllowPickle = true (CLI: --allow-pickle) if you trust the file.");
+            if (pickles.Count > 0)
+                throw new CheckpointException("pickle checkpoints are recognised but not loaded by this version even with AllowPickle; convert them to safetensors (e.g. with the safetensors convert script)");
+            throw new CheckpointException($"{directory} has config.json but no model.safetensors");
+        }
+        var files = new List<SafetensorsFile>();
+        try
+        {
+            foreach (var p in paths) files.Add(SafetensorsFile.Open(p));
+        }
+        catch
+        {
+            foreach (var f in files) f.Dispose();
+            throw;
+        }
+        return (config, files);
+    }
+
+    private static DeepSeekModel LoadWeights(DeepSeekConfig config, List<SafetensorsFile> files, CheckpointLayout layout, CheckpointLoadOptions options)
+    {
+        int mtpLayers = config.ExtraFields?["num_nextn_predict_layers"] is JsonValue v && v.TryGetValue<int>(out var n) ? n : 0;
+        // 1. Map every stored tensor to a model parameter name (or an FP8 scale) before allocating anything big.
+        var sources = new Dictionary<string, (SafetensorsFile File, SafetensorsTensorInfo Info)>();
+        var unexpected = new List<string>();
+        foreach (var file in files)
+        foreach (var info in file.Tensors)
+        {
+            string? name;
+            int layer = -1;
+            if (layout == CheckpointLayout.HuggingFace) name = WeightNames.FromHuggingFace(info.Name, out layer);
+            else
+            {
+                name = info.Name;
+                var m = Regex.Match(name, @"^layers\.(\d+)\.");
+                if (m.Success) layer = int.Parse(m.Groups[1].Value);
+            }
+            if (layer >= config.NumHiddenLayers && layer < config.NumHiddenLayers + mtpLayers) continue; // multi-token-prediction module: not used for inference
+            if (name is null) { unexpected.Add(info.Name); continue; }
+            if (!sources.TryAdd(name, (file, info)))
+                throw new CheckpointException($"tensor {info.Name} is stored twice ({sources[name].File.Path} and {file.Path})");
+        }
+
+        var model = DeepSeekModel.CreateEmpty(config);
+        try
+        {
+            var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+            unexpected.AddRange(sources.Keys.Where(k => !parameters.ContainsKey(k) && !IsScaleOf(k, parameters)).Select(k => DisplayName(k, layout)));
+            if (unexpected.Count > 0)
+                throw new CheckpointException(
+                    $"the checkpoint has {unexpected.Count} tensor(s) this configuration does not use: {string.Join(", ", unexpected.Take(8))}{(unexpected.Count > 8 ? ", …" : "")} (check that config.json matches the weights)");
+            var missing = parameters.Keys.Where(k => !sources.ContainsKey(k)).Select(k => DisplayName(k, layout)).ToList();
+            if (missing.Count > 0)
+                throw new CheckpointException(
+                    $"the checkpoint is missing {missing.Count} tensor(s): {string.Join(", ", missing.Take(8))}{(missing.Count > 8 ? ", …" : "")}");
+            foreach (var (name, p) in parameters)
+            {
+                var info = sources[name].Info;
+                if (!info.Shape.SequenceEqual(p.shape))
+                    throw new CheckpointException(
+                        $"tensor {info.Name} has shape [{string.Join(", ", info.Shape)}] but this configuration needs [{string.Join(", ", p.shape)}]");
+            }
+
+            // 2. Read each tensor straight into the parameter's native memory.
+            using (no_grad())
+            {
+                int done = 0;
+                foreach (var (name, p) in parameters)
+                {
+                    var (file, info) = sources[name];
+                    if (info.DType is SafetensorsDType.F8_E4M3 or SafetensorsDType.F8_E5M2)
+                    {
+                        var scaleName = name[..^".weight".Length] + ".scale";
+                        if (!sources.TryGetValue(scaleName, out var scale))
+                            throw new CheckpointException($"FP8 tensor {info.Name} has no block scale ({DisplayName(scaleName, layout)})");
+                        ReadInto(p, file, info);
+                        Dequantize(p, scale.File, scale.Info);
+                    }
+                    else
+                    {
+                        ReadInto(p, file, info);
+                    }
+                    using (var finite = p.isfinite().all())
+                        if (!finite.item<bool>())
+                            throw new CheckpointException($"tensor {info.Name} contains NaN or infinite values");
+                    options.Progress?.Report((++done, parameters.Count));
+                }
+            }
+            if (options.DType != ScalarType.Float32) model.to(options.DType);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    private static bool IsScaleOf(string name, Dictionary<string, TorchSharp.Modules.Parameter> parameters) =>
+        name.EndsWith(".scale", StringComparison.Ordinal) && parameters.ContainsKey(name[..^".scale".Length] + ".weight");
+
+    private static string DisplayName(string name, CheckpointLayout layout)
+    {
+        if (layout == CheckpointLayout.Official) return name;
+        if (name.EndsWith(".scale", StringComparison.Ordinal))
+            return WeightNames.ToHuggingFace(name[..^".scale".Length] + ".weight") + "_scale_inv";
+        return WeightNames.ToHuggingFace(name);
+    }
+
+    /// <summary>Streams a stored tensor into a float32 parameter: F32 bytes go straight to native memory; other dtypes convert chunk by chunk.</summary>
+    private static void ReadInto(Tensor destination, SafetensorsFile file, SafetensorsTensorInfo info)
+    {
+        long rows = destination.dim() == 0 ? 1 : destination.shape[0];
+        long rowElements = rows == 0 ? 0 : destination.numel() / rows;
+        int elementSize = info.DType.ElementSize();
+        long maxRows = Math.Max(1, (1L << 24) / Math.Max(1, rowElements * 4)); // ≤ 16 MiB of float32 per chunk
+        var flat = destination.dim() == 0 ? destination.view(1) : destination;
+        for (long r = 0; r < rows; r += maxRows)
+        {
+            long count = Math.Min(maxRows, rows - r);
+            using var chunk = flat.narrow(0, r, count);
+            var target = MemoryMarshal.Cast<byte, float>(chunk.bytes);
+            long byteOffset = r * rowElements * elementSize;
+            if (info.DType == SafetensorsDType.F32)
+            {
+                file.ReadBytes(info, byteOffset, MemoryMarshal.AsBytes(target));
+                continue;
+            }
+            var raw = ArrayPool<byte>.Shared.Rent(target.Length * elementSize);
+            try
+            {
+                var span = raw.AsSpan(0, target.Length * elementSize);
+                file.ReadBytes(info, byteOffset, span);
+                SafetensorsDTypes.ConvertToFloat32(info.DType, span, target);
+            }
+            finally { ArrayPool<byte>.Shared.Return(raw); }
+        }
+    }
+
+    /// <summary>weight ← weight · scale_inv expanded over 128×128 blocks (DeepSeek's <c>weight_dequant</c>).</summary>
+    private static void Dequantize(Tensor weight, SafetensorsFile file, SafetensorsTensorInfo scaleInfo)
+    {
+        long m = weight.shape[0], n = weight.shape[1];
+        long[] expected = { (m + FpBlock - 1) / FpBlock, (n + FpBlock - 1) / FpBlock };
+        if (!scaleInfo.Shape.SequenceEqual(expected))
+            throw new CheckpointException($"block scale {scaleInfo.Name} has shape [{string.Join(", ", scaleInfo.Shape)}] but a [{m}, {n}] FP8 weight needs [{expected[0]}, {expected[1]}]");
+        using var scope = NewDisposeScope();
+        var scale = empty(expected, dtype: float32);
+        ReadInto(scale, file, scaleInfo);
+        var full = scale.repeat_interleave(FpBlock, 0).narrow(0, 0, m).repeat_interleave(FpBlock, 1).narrow(1, 0, n);
+        weight.mul_(full);
+    }
+
+    /// <summary>
+    /// Saves a model as a checkpoint directory in the given layout (float32 safetensors + config), writing each file to a
+    /// temporary name first and moving it into place, so a failure leaves no partial checkpoint. Copies
+    /// <paramref name="tokenizerJson"/> (a path) into the directory when given.
+    /// </summary>
+    public static void Save(DeepSeekModel model, string directory, CheckpointLayout layout = CheckpointLayout.HuggingFace,
+        string? tokenizerJson = null, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        System.IO.Directory.CreateDirectory(directory);
+        var writer = new SafetensorsWriter();
+        writer.SetMetadata("format", "pt");
+        if (metadata is not null)
+            foreach (var (k, v) in metadata) writer.SetMetadata(k, v);
+        var tensors = new List<Tensor>();
+        try
+        {
+            foreach (var (name, p) in model.named_parameters())
+            {
+                var t = p.detach().to(float32).contiguous();
+                tensors.Add(t);
+                var fileName = layout == CheckpointLayout.HuggingFace ? WeightNames.ToHuggingFace(name) : name;
+                writer.Add(fileName, SafetensorsDType.F32, t.shape, t.numel() * 4, stream =>
+                {
+                    long rows = t.dim() == 0 ? 1 : t.shape[0];
+                    var flat = t.dim() == 0 ? t.view(1) : t;
+                    long perChunk = Math.Max(1, (1L << 24) / Math.Max(1, t.numel() / Math.Max(1, rows) * 4));
+                    for (long r = 0; r < rows; r += perChunk)
+                    {
+                        using var chunk = flat.narrow(0, r, Math.Min(perChunk, rows - r));
+                        stream.Write(chunk.bytes);
+                    }
+                });
+            }
+            var weightsFile = layout == CheckpointLayout.HuggingFace ? "model.safetensors" : "model0-mp1.safetensors";
+            writer.WriteTo(Path.Combine(directory, weightsFile));
+            WriteAtomically(Path.Combine(directory, "config.json"),
+                layout == CheckpointLayout.HuggingFace ? model.Config.ToJson() : model.Config.ToModelArgsJson());
+            if (tokenizerJson is not null && Path.GetFullPath(tokenizerJson) != Path.GetFullPath(Path.Combine(directory, "tokenizer.json")))
+                WriteAtomically(Path.Combine(directory, "tokenizer.json"), File.ReadAllText(tokenizerJson));
+        }
+        finally
+        {
+            foreach (var t in tensors) t.Dispose();
+        }
+    }
+
+    internal static void WriteAtomically(string path, string text)
+    {
+        var tmp = path + $".{Environment.ProcessId}.tmp";
+        try
+        {
+            File.WriteAllText(tmp, text);
+            File.Move(tmp, path, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
+        }
+    }
+
+    public void Dispose() => Model.Dispose();
+}

@@ -1,0 +1,66 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace DeepSeekNotebooks.Model.Tokenization;
+
+/// <summary>
+/// A Hugging Face <c>tokenizer.json</c> (the format DeepSeek ships) loaded through the Rust <c>tokenizers</c> library
+/// (via Tokenizers.DotNet): text ↔ token ids, and the display string of each id.
+/// </summary>
+public sealed class DeepSeekTokenizer : IDisposable
+{
+    private readonly Tokenizers.DotNet.Tokenizer _tokenizer;
+    private readonly Dictionary<int, string> _idToToken;
+
+    private DeepSeekTokenizer(string path, Tokenizers.DotNet.Tokenizer tokenizer, Dictionary<int, string> idToToken)
+    {
+        Path = path;
+        _tokenizer = tokenizer;
+        _idToToken = idToToken;
+    }
+
+    /// <summary>The file loaded.</summary>
+    public string Path { get; }
+    /// <summary>Number of ids the tokenizer can produce (largest id + 1).</summary>
+    public int VocabularySize => _idToToken.Count == 0 ? 0 : _idToToken.Keys.Max() + 1;
+
+    /// <summary>Loads a <c>tokenizer.json</c>; throws <see cref="InvalidDataException"/> naming the file if it is not a valid one.</summary>
+    public static DeepSeekTokenizer FromFile(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"tokenizer file not found: {path}", path);
+        var idToToken = new Dictionary<int, string>();
+        try
+        {
+            var root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject
+                       ?? throw new InvalidDataException($"{path} is not a tokenizer.json object");
+            if (root["model"]?["vocab"] is JsonObject vocab)
+                foreach (var (token, id) in vocab) idToToken[id!.GetValue<int>()] = token;
+            if (root["added_tokens"] is JsonArray added)
+                foreach (var t in added.OfType<JsonObject>()) idToToken[t["id"]!.GetValue<int>()] = t["content"]!.GetValue<string>();
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"{path} is not a valid tokenizer.json: {e.Message}", e);
+        }
+        Tokenizers.DotNet.Tokenizer tokenizer;
+        try { tokenizer = new Tokenizers.DotNet.Tokenizer(path); }
+        catch (Exception e) { throw new InvalidDataException($"{path} could not be loaded by the tokenizers library: {e.Message}", e); }
+        return new DeepSeekTokenizer(path, tokenizer, idToToken);
+    }
+
+    /// <summary>Encodes text to token ids.</summary>
+    public long[] Encode(string text) => _tokenizer.Encode(text).Select(i => (long)i).ToArray();
+
+    /// <summary>Decodes token ids to text.</summary>
+    public string Decode(IEnumerable<long> ids) => _tokenizer.Decode(ids.Select(i => checked((uint)i)).ToArray());
+
+    /// <summary>Human-readable form of each id (its decoded text; the raw vocabulary entry when decoding gives nothing).</summary>
+    public string[] TokenStrings(IEnumerable<long> ids) =>
+        ids.Select(id =>
+        {
+            var s = _tokenizer.Decode(new[] { checked((uint)id) });
+            return s.Length > 0 ? s : _idToToken.GetValueOrDefault((int)id, $"<{id}>");
+        }).ToArray();
+
+    public void Dispose() => _tokenizer.Dispose();
+}
