@@ -1,0 +1,72 @@
+using System.CommandLine;
+using DeepSeekNotebooks.Model.Checkpoints;
+using static TorchSharp.torch;
+
+namespace DeepSeekNotebooks.Cli.Commands;
+
+/// <summary>
+/// <c>trace</c>: runs the traced forward on one or more token sequences and writes logits, every block's hidden state,
+/// attention probabilities and the MoE routing to a safetensors file (names as in the golden reference files).
+/// </summary>
+public static class TraceCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = CliSupport.CheckpointOption();
+        var inputIds = new Option<string[]>("--input-ids")
+        {
+            Description = "Comma-separated token ids of one sequence; repeat the option for a batch (all sequences the same length).",
+            Required = true,
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var output = CliSupport.OutOption("safetensors");
+        var command = new Command("trace", "Run the traced forward and write logits, hidden states, attention probabilities and routing to safetensors.")
+        {
+            checkpoint, inputIds, output,
+        };
+        command.SetAction(parse => CliSupport.Run(() =>
+            Run(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)), parse.GetValue(inputIds)!, parse.GetValue(output)!.FullName)));
+        return command;
+    }
+
+    internal static int Run(string checkpointDir, string[] sequences, string outPath)
+    {
+        var batch = sequences.Select(s => CliSupport.ParseIds(s)).ToArray();
+        if (batch.Select(b => b.Length).Distinct().Count() > 1)
+            throw new UsageException($"all --input-ids sequences must have the same length for one batch; got lengths {string.Join(", ", batch.Select(b => b.Length))}");
+
+        using var ckpt = Checkpoint.Load(checkpointDir);
+        using var scope = NewDisposeScope();
+        var ids = tensor(batch.SelectMany(b => b).ToArray(), new long[] { batch.Length, batch[0].Length });
+        using var trace = ckpt.Model.RunWithCache(ids);
+
+        var writer = new SafetensorsWriter()
+            .SetMetadata("checkpoint", checkpointDir)
+            .SetMetadata("layout", ckpt.Layout.ToString());
+        AddFloat(writer, "logits", trace.Logits);
+        for (int i = 0; i < ckpt.Config.NumHiddenLayers; i++)
+        {
+            AddFloat(writer, $"hidden.{i}", trace.Hidden(i));
+            AddFloat(writer, $"attn_probs.{i}", trace.AttentionPattern(i));
+        }
+        foreach (var layer in trace.MoeLayers)
+        {
+            var idx = trace.ExpertIndices(layer).contiguous();
+            writer.AddInt64($"moe.{layer}.indices", idx.shape, idx.data<long>().ToArray());
+            AddFloat(writer, $"moe.{layer}.weights", trace.ExpertWeights(layer));
+        }
+        writer.WriteTo(outPath);
+
+        var lastTop = trace.Logits.select(1, -1).argmax(-1).data<long>().ToArray();
+        Console.WriteLine($"traced {batch.Length} sequence(s) of {batch[0].Length} tokens with {ckpt.Directory} ({ckpt.Layout} layout)");
+        Console.WriteLine($"next-token argmax at the last position: {string.Join(", ", lastTop)}");
+        Console.WriteLine($"wrote {writer.Count} tensors to {outPath}");
+        return 0;
+    }
+
+    private static void AddFloat(SafetensorsWriter writer, string name, Tensor t)
+    {
+        var c = t.detach().to(float32).contiguous();
+        writer.AddFloat32(name, c.shape, c.data<float>().ToArray());
+    }
+}
