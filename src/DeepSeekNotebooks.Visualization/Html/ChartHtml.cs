@@ -25,8 +25,10 @@ public static class ChartHtml
     /// With <see cref="PlotlyJsInclusion.Inline"/> the fragment also carries plotly.js (~3.6 MB).
     /// </summary>
     public static string Fragment(GenericChart chart, PlotlyJsInclusion plotlyJs = PlotlyJsInclusion.Inline)
+        => Fragment(chart, plotlyJs, $"dsn-chart-{Guid.NewGuid():N}-{Interlocked.Increment(ref s_counter)}");
+
+    internal static string Fragment(GenericChart chart, PlotlyJsInclusion plotlyJs, string id)
     {
-        string id = $"dsn-chart-{Guid.NewGuid():N}-{Interlocked.Increment(ref s_counter)}";
         var sb = new System.Text.StringBuilder();
         if (plotlyJs == PlotlyJsInclusion.Inline) sb.Append(PlotlyJs.InlineScriptTag(skipIfLoaded: true));
         sb.Append("<div class=\"dsn-chart\" id=\"").Append(id).Append("\"></div>");

@@ -11,6 +11,7 @@ namespace DeepSeekNotebooks.Visualization.Html;
 public sealed class HtmlReport : IHtmlView
 {
     private readonly List<Func<string>> _parts = new();
+    private readonly string _idPrefix = $"dsn-{Guid.NewGuid():N}";
 
     /// <summary>Creates an empty report with the page title <paramref name="title"/> (escaped).</summary>
     public HtmlReport(string title) => Title = title;
@@ -39,7 +40,8 @@ public sealed class HtmlReport : IHtmlView
     /// <summary>Adds a Plotly.NET chart (drawn with the page's single embedded plotly.js).</summary>
     public HtmlReport AddChart(GenericChart chart)
     {
-        _parts.Add(() => ChartHtml.Fragment(chart, PlotlyJsInclusion.AssumeLoaded));
+        string id = $"{_idPrefix}-chart-{_parts.Count}";
+        _parts.Add(() => ChartHtml.Fragment(chart, PlotlyJsInclusion.AssumeLoaded, id));
         return this;
     }
 
