@@ -18,13 +18,13 @@ public static class TrainingCharts
         var traces = new List<Trace>
         {
             Line("train (raw)", trainSteps, trainLoss, "rgba(31,119,180,0.35)", 1, "train"),
-            Line($"train (EMA {smoothing:0.###})", trainSteps, Ema(trainLoss, smoothing), "rgb(31,119,180)", 2.5, "train"),
+            Line(FormattableString.Invariant($"train (EMA {smoothing:0.###})"), trainSteps, Ema(trainLoss, smoothing), "rgb(31,119,180)", 2.5, "train"),
         };
         if (valSteps is not null && valLoss is not null)
         {
             RequireLength(valSteps.Count, valLoss.Count, "valLoss");
             traces.Add(Line("validation (raw)", valSteps, valLoss, "rgba(255,127,14,0.45)", 1, "val", markers: true));
-            traces.Add(Line($"validation (EMA {smoothing:0.###})", valSteps, Ema(valLoss, smoothing), "rgb(255,127,14)", 2.5, "val"));
+            traces.Add(Line(FormattableString.Invariant($"validation (EMA {smoothing:0.###})"), valSteps, Ema(valLoss, smoothing), "rgb(255,127,14)", 2.5, "val"));
         }
         return Chart(traces, title,
             ("xaxis", Axis("training step")),
