@@ -1,0 +1,65 @@
+using System.Reflection;
+using DeepSeekNotebooks.Visualization.Charts;
+using DeepSeekNotebooks.Visualization.Html;
+using DeepSeekNotebooks.Visualization.Interactive;
+using Microsoft.DotNet.Interactive.Formatting;
+
+namespace DeepSeekNotebooks.Visualization.Tests;
+
+public class InteractiveTests
+{
+    private static Assembly LoadedFSharpCore => typeof(Microsoft.FSharp.Core.FSharpOption<int>).Assembly;
+
+    [Fact]
+    public void RedirectAnswersHigherFSharpCoreWithLoadedOne()
+    {
+        var loaded = AppDomain.CurrentDomain.GetAssemblies();
+        var req = new AssemblyName("FSharp.Core, Version=99.1.0.0, Culture=neutral, PublicKeyToken=b03f5f7f11d50a3a");
+        Assert.Same(LoadedFSharpCore, FSharpCoreRedirect.Resolve(req, loaded));
+        Assert.Null(FSharpCoreRedirect.Resolve(new AssemblyName("Some.Other, Version=1.0.0.0"), loaded));
+        Assert.Null(FSharpCoreRedirect.Resolve(req, new[] { typeof(object).Assembly })); // none loaded → let others try
+    }
+
+    [Fact]
+    public void InstalledRedirectMakesRuntimeLoadSucceed()
+    {
+        FSharpCoreRedirect.Install();
+        FSharpCoreRedirect.Install(); // idempotent
+        Assert.True(FSharpCoreRedirect.IsInstalled);
+        _ = LoadedFSharpCore;
+        var a = Assembly.Load("FSharp.Core, Version=99.1.0.0, Culture=neutral, PublicKeyToken=b03f5f7f11d50a3a");
+        Assert.Same(LoadedFSharpCore, a);
+    }
+
+    [Fact]
+    public void FormattersRenderChartsAndViewsAsHtml()
+    {
+        DeepSeekNotebooksFormatters.Register();
+        DeepSeekNotebooksFormatters.Register();
+        var chart = AttentionCharts.Rollout(new[] { "a", "<b>" }, new float[2, 2], "R");
+        Assert.Equal("text/html", Formatter.GetPreferredMimeTypesFor(chart.GetType()).First());
+        string html = chart.ToDisplayString("text/html");
+        Assert.Contains("Plotly.newPlot(", html);
+        Assert.Contains("plotly.js v" + PlotlyJs.Version, html);
+        Assert.Equal("GenericChart [heatmap] \"R\"", chart.ToDisplayString("text/plain"));
+
+        var view = new TokenAttributionView(new[] { "x" }, new[] { 1.0 });
+        Assert.Equal("text/html", Formatter.GetPreferredMimeTypesFor(typeof(TokenAttributionView)).First());
+        Assert.Contains("dsn-token-attr", view.ToDisplayString("text/html"));
+        Assert.StartsWith("TokenAttributionView", view.ToDisplayString("text/plain"));
+    }
+
+    [Fact]
+    public void ExtensionScriptIsPackedAndCallsRegister()
+    {
+        string dir = AppContext.BaseDirectory;
+        while (dir is not null && !File.Exists(Path.Combine(dir, "DeepSeekNotebooks.sln"))) dir = Path.GetDirectoryName(dir)!;
+        Assert.NotNull(dir);
+        string proj = Path.Combine(dir!, "src", "DeepSeekNotebooks.Visualization");
+        string dib = File.ReadAllText(Path.Combine(proj, "Interactive", "extension.dib"));
+        Assert.Contains("#!csharp", dib);
+        Assert.Contains("DeepSeekNotebooksFormatters.Register();", dib);
+        string csproj = File.ReadAllText(Path.Combine(proj, "DeepSeekNotebooks.Visualization.csproj"));
+        Assert.Contains("PackagePath=\"interactive-extensions/dotnet\"", csproj);
+    }
+}
