@@ -19,6 +19,11 @@ internal static class CliSupport
         Required = true,
     };
 
+    internal static Option<bool> AllowPickleOption() => new("--allow-pickle")
+    {
+        Description = "Allow PyTorch pickle weights (.bin/.pt). Off by default: unpickling can execute code from the file; use only for files you trust.",
+    };
+
     internal static string ResolveCheckpoint(DirectoryInfo? given) => given?.FullName ?? BundledModel.DefaultCheckpoint();
 
     /// <summary>Parses "1,2,3" into token ids, naming the bad entry.</summary>

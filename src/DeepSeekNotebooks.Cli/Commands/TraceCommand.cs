@@ -20,22 +20,23 @@ public static class TraceCommand
             AllowMultipleArgumentsPerToken = false,
         };
         var output = CliSupport.OutOption("safetensors");
+        var allowPickle = CliSupport.AllowPickleOption();
         var command = new Command("trace", "Run the traced forward and write logits, hidden states, attention probabilities and routing to safetensors.")
         {
-            checkpoint, inputIds, output,
+            checkpoint, inputIds, output, allowPickle,
         };
         command.SetAction(parse => CliSupport.Run(() =>
-            Run(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)), parse.GetValue(inputIds)!, parse.GetValue(output)!.FullName)));
+            Run(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)), parse.GetValue(inputIds)!, parse.GetValue(output)!.FullName, parse.GetValue(allowPickle))));
         return command;
     }
 
-    internal static int Run(string checkpointDir, string[] sequences, string outPath)
+    internal static int Run(string checkpointDir, string[] sequences, string outPath, bool allowPickle = false)
     {
         var batch = sequences.Select(s => CliSupport.ParseIds(s)).ToArray();
         if (batch.Select(b => b.Length).Distinct().Count() > 1)
             throw new UsageException($"all --input-ids sequences must have the same length for one batch; got lengths {string.Join(", ", batch.Select(b => b.Length))}");
 
-        using var ckpt = Checkpoint.Load(checkpointDir);
+        using var ckpt = Checkpoint.Load(checkpointDir, new CheckpointLoadOptions { AllowPickle = allowPickle });
         using var scope = NewDisposeScope();
         var ids = tensor(batch.SelectMany(b => b).ToArray(), new long[] { batch.Length, batch[0].Length });
         using var trace = ckpt.Model.RunWithCache(ids);

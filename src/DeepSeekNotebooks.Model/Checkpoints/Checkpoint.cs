@@ -106,9 +106,15 @@ public sealed class Checkpoint : IDisposable
         }
         finally
         {
-            foreach (var f in files) f.Dispose();
+            foreach (var f in files)
+            {
+                f.Dispose();
+                if (Path.GetFileName(f.Path).StartsWith(PickleTempPrefix, StringComparison.Ordinal)) File.Delete(f.Path);
+            }
         }
     }
+
+    private const string PickleTempPrefix = "deepseek-notebooks-pickle-";
 
     private static (DeepSeekConfig, List<SafetensorsFile>) ReadOfficial(string directory)
     {
@@ -163,8 +169,8 @@ public sealed class Checkpoint : IDisposable
                     $"{directory} holds only PyTorch pickle weights ({string.Join(", ", pickles.Select(Path.GetFileName))}). Unpickling can execute arbitrary code " +
                     "stored in the file, so it is refused by default: convert the weights to safetensors, or pass AllowPickle = true (CLI: --allow-pickle) if you trust the file.");
             if (pickles.Count > 0)
-                throw new CheckpointException("pickle checkpoints are recognised but not loaded by this version even with AllowPickle; convert them to safetensors (e.g. with the safetensors convert script)");
-            throw new CheckpointException($"{directory} has config.json but no model.safetensors");
+                paths = new List<string> { ConvertPickles(pickles) };
+            else throw new CheckpointException($"{directory} has config.json but no model.safetensors");
         }
         var files = new List<SafetensorsFile>();
         try
@@ -177,6 +183,39 @@ public sealed class Checkpoint : IDisposable
             throw;
         }
         return (config, files);
+    }
+
+    /// <summary>
+    /// Opt-in only: reads PyTorch pickle state dicts with TorchSharp.PyBridge's restricted unpickler and writes them to one
+    /// temporary float32 safetensors file, which then goes through the same validation as any other checkpoint.
+    /// </summary>
+    private static string ConvertPickles(IReadOnlyList<string> pickles)
+    {
+        var tmp = Path.Combine(Path.GetTempPath(), $"{PickleTempPrefix}{Guid.NewGuid():N}.safetensors");
+        var writer = new SafetensorsWriter();
+        var keep = new List<Tensor>();
+        try
+        {
+            foreach (var file in pickles)
+            {
+                System.Collections.Hashtable dict;
+                try { dict = TorchSharp.PyBridge.PyTorchUnpickler.UnpickleStateDict(file); }
+                catch (Exception e) { throw new CheckpointException($"{file} could not be read as a PyTorch state dict: {e.Message}", e); }
+                foreach (System.Collections.DictionaryEntry entry in dict)
+                {
+                    if (entry.Value is not Tensor t) continue;
+                    var f = t.detach().to(float32).contiguous();
+                    keep.Add(f);
+                    writer.AddFloat32((string)entry.Key, f.shape, f.data<float>().ToArray());
+                }
+            }
+            writer.WriteTo(tmp);
+            return tmp;
+        }
+        finally
+        {
+            foreach (var t in keep) t.Dispose();
+        }
     }
 
     private static DeepSeekModel LoadWeights(DeepSeekConfig config, List<SafetensorsFile> files, CheckpointLayout layout, CheckpointLoadOptions options)
