@@ -20,6 +20,8 @@ public sealed class NotebookRunner
 {
     private static readonly SemaphoreSlim ProcessWideGate = new(1, 1);
 
+    private static readonly TimeSpan WarmUpTimeout = TimeSpan.FromMinutes(2);
+
     private readonly TimeSpan _cellTimeout;
     private readonly IReadOnlyDictionary<string, string?> _environment;
 
@@ -112,6 +114,11 @@ public sealed class NotebookRunner
             kernel = KernelFactory.Create();
             var sink = new OutputSink();
             using var subscription = kernel.KernelEvents.Subscribe(sink);
+
+            // Warm up the compiler outside the cell budget: the first submission of a process pays Roslyn's start-up
+            // (seconds on a busy machine), which must not make a short --cell-timeout fire on a trivial first cell.
+            await Task.Run(() => kernel.SendAsync(new SubmitCode("System.Threading.Thread.Yield();", KernelFactory.CSharpKernelName), cancellationToken), cancellationToken)
+                .WaitAsync(WarmUpTimeout, cancellationToken);
 
             var executionCount = 0;
             var done = 0;
