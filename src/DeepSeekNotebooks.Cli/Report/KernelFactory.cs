@@ -1,0 +1,34 @@
+using Microsoft.DotNet.Interactive;
+using Microsoft.DotNet.Interactive.CSharp;
+using Microsoft.DotNet.Interactive.PackageManagement;
+
+namespace DeepSeekNotebooks.Cli.Report;
+
+/// <summary>
+/// Builds the in-process kernel used to run notebooks: a composite kernel with a C# kernel that understands
+/// <c>#r "nuget: ..."</c>, <c>#i</c>, <c>#r "path.dll"</c>, <c>display(...)</c> and the default magic commands.
+/// Kernel extensions shipped in packages are not auto-loaded in this host, so the formatters the notebooks need
+/// (Plotly.NET charts) are registered by <see cref="ChartFormatters"/>.
+/// </summary>
+internal static class KernelFactory
+{
+    public const string CSharpKernelName = "csharp";
+
+    public static CompositeKernel Create()
+    {
+        ChartFormatters.EnsureRegistered();
+
+        var csharp = new CSharpKernel()
+            .UseNugetDirective((k, resolved) =>
+            {
+                k.AddAssemblyReferences(resolved.SelectMany(r => r.AssemblyPaths));
+                return Task.CompletedTask;
+            })
+            .UseKernelHelpers()
+            .UseValueSharing();
+
+        var composite = new CompositeKernel { csharp };
+        composite.DefaultKernelName = CSharpKernelName;
+        return composite;
+    }
+}
