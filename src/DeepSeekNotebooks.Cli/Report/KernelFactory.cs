@@ -16,6 +16,9 @@ internal static class KernelFactory
 
     public static CompositeKernel Create()
     {
+        // The kit's own formatters (attribution views, reports) first; then the report-friendly GenericChart formatter,
+        // which draws with the single plotly.js each HTML report embeds instead of one copy per output.
+        DeepSeekNotebooks.Visualization.Interactive.DeepSeekNotebooksFormatters.Register();
         ChartFormatters.EnsureRegistered();
 
         var csharp = new CSharpKernel()

@@ -1,4 +1,3 @@
-using System.Reflection;
 using System.Text.RegularExpressions;
 
 namespace DeepSeekNotebooks.Cli.Report;
@@ -8,22 +7,8 @@ internal static partial class PlotlyJs
 {
     public const string HtmlMimeType = "text/html";
 
-    private static readonly Lazy<string> Script = new(Load);
-
     /// <summary>The minified plotly.js source shipped inside Plotly.NET (no network access needed).</summary>
-    public static string Source => Script.Value;
-
-    private static string Load()
-    {
-        var assembly = typeof(Plotly.NET.GenericChart).Assembly;
-        var name = assembly.GetManifestResourceNames().First(n => n.EndsWith(".min.js", StringComparison.Ordinal) && n.Contains("plotly", StringComparison.OrdinalIgnoreCase));
-        using var stream = assembly.GetManifestResourceStream(name)!;
-        using var reader = new StreamReader(stream);
-        return reader.ReadToEnd();
-    }
-
-    /// <summary>True when HTML output needs a global Plotly object.</summary>
-    public static bool IsNeededBy(string html) => html.Contains("Plotly.", StringComparison.Ordinal) || html.Contains("plotly", StringComparison.OrdinalIgnoreCase);
+    public static string Source => DeepSeekNotebooks.Visualization.Html.PlotlyJs.Source;
 
     /// <summary>Removes every &lt;script src="http(s)://..."&gt; (CDN loads) from HTML; inline scripts stay.</summary>
     public static string StripRemoteScripts(string html) =>
