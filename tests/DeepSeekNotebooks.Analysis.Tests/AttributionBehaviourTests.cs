@@ -181,3 +181,26 @@ public class AttributionBehaviourTests : IClassFixture<GoldenFixture>
         Assert.Equal(Baseline.Zeros, Baseline.Parse("zeros"));
     }
 }
+
+public class AttributorTests : IClassFixture<GoldenFixture>
+{
+    private readonly GoldenFixture _g;
+    public AttributorTests(GoldenFixture g) => _g = g;
+
+    [Fact]
+    public void Run_DispatchesByName()
+    {
+        var target = AttributionTarget.Logit(-1, 468);
+        var opts = new AttributionOptions { NSteps = 4, NSamples = 1, Baseline = Baseline.Parse("token:3") };
+        foreach (var (name, method) in new[] { ("ig", "integrated_gradients"), ("saliency", "saliency"), ("inputxgrad", "input_x_gradient"),
+                     ("smoothgrad", "smoothgrad"), ("occlusion", "occlusion"), ("attnxgrad", "attention_x_gradient") })
+        {
+            var r = Attributor.Run(name, _g.Model, _g.InputIds, target, opts);
+            Assert.Equal(method, r.Method);
+            Assert.Equal(12, r.TokenSums.Length);
+        }
+        Assert.Throws<ArgumentException>(() => Attributor.Run("lime", _g.Model, _g.InputIds));
+        Assert.Equal(DeepSeekNotebooks.Analysis.Attention.HeadFusion.Max, DeepSeekNotebooks.Analysis.Attention.AttentionRollout.ParseHeadFusion("MAX"));
+        Assert.Throws<ArgumentException>(() => DeepSeekNotebooks.Analysis.Attention.AttentionRollout.ParseHeadFusion("median"));
+    }
+}
