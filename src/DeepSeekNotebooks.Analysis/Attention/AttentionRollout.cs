@@ -1,0 +1,270 @@
+using System.Globalization;
+using DeepSeekNotebooks.Model;
+using DeepSeekNotebooks.Model.Checkpoints;
+using DeepSeekNotebooks.Model.Native;
+using DeepSeekNotebooks.Model.Tracing;
+using static TorchSharp.torch;
+
+namespace DeepSeekNotebooks.Analysis.Attention;
+
+/// <summary>How the heads of one layer are combined into one attention matrix (as in the common rollout code).</summary>
+public enum HeadFusion
+{
+    /// <summary>Mean over heads (Abnar &amp; Zuidema 2020).</summary>
+    Mean,
+    /// <summary>Element-wise maximum over heads.</summary>
+    Max,
+    /// <summary>Element-wise minimum over heads.</summary>
+    Min,
+}
+
+/// <summary>A token-to-token relevance matrix [query, input token] from attention rollout or attention flow.</summary>
+public sealed class RolloutResult
+{
+    /// <summary>Creates a result.</summary>
+    public RolloutResult(string method, float[,] matrix, IReadOnlyDictionary<string, string> parameters, long[]? tokenIds = null, string[]? tokens = null)
+    {
+        Method = method; Matrix = matrix; Parameters = parameters; TokenIds = tokenIds; Tokens = tokens;
+    }
+
+    /// <summary><c>attention_rollout</c> or <c>attention_flow</c>.</summary>
+    public string Method { get; }
+    /// <summary>[seq, seq]: row q = how much each input token contributes to position q after the included layers.</summary>
+    public float[,] Matrix { get; }
+    /// <summary>Token ids, when known.</summary>
+    public long[]? TokenIds { get; init; }
+    /// <summary>Token strings, when known.</summary>
+    public string[]? Tokens { get; init; }
+    /// <summary>Parameters (head fusion, discard ratio, layers).</summary>
+    public IReadOnlyDictionary<string, string> Parameters { get; }
+    /// <summary>Number of positions.</summary>
+    public int SequenceLength => Matrix.GetLength(0);
+
+    /// <summary>Row <paramref name="query"/> (negative counts from the end): relevance of each input token.</summary>
+    public float[] Row(int query)
+    {
+        int q = query < 0 ? SequenceLength + query : query;
+        if (q < 0 || q >= SequenceLength) throw new ArgumentException($"query {query} is out of range for {SequenceLength} positions", nameof(query));
+        return Enumerable.Range(0, SequenceLength).Select(k => Matrix[q, k]).ToArray();
+    }
+
+    /// <summary>Writes <c>rollout</c> [seq, seq] F32 (and <c>input_ids</c> [seq] I64 when known); method and parameters in the metadata.</summary>
+    public void SaveSafetensors(string path)
+    {
+        int n = SequenceLength;
+        var flat = new float[n * n];
+        Buffer.BlockCopy(Matrix, 0, flat, 0, flat.Length * sizeof(float));
+        var w = new SafetensorsWriter().SetMetadata("method", Method).AddFloat32("rollout", new long[] { n, n }, flat);
+        if (TokenIds is { } ids) w.AddInt64("input_ids", new long[] { ids.Length }, ids);
+        foreach (var (k, v) in Parameters) w.SetMetadata("param." + k, v);
+        w.WriteTo(path);
+    }
+}
+
+/// <summary>
+/// Attention rollout (Abnar &amp; Zuidema 2020, "Quantifying Attention Flow in Transformers", ACL): per layer, the
+/// head-fused attention A_l is augmented with the residual connection, A'_l = 0.5·A_l + 0.5·I, rows renormalised, and the
+/// layers are multiplied in order: rollout = A'_end ··· A'_start (row q: contribution of each input token to position q).
+/// </summary>
+public static class AttentionRollout
+{
+    /// <summary>
+    /// Rollout of per-layer attention given as [heads, query, key] arrays (Abnar &amp; Zuidema 2020). Heads are fused by
+    /// <paramref name="headFusion"/>; see <see cref="Augment"/> for <paramref name="discardRatio"/>; layers
+    /// <paramref name="startLayer"/>..<paramref name="endLayer"/> (inclusive; default all) are multiplied in double precision.
+    /// </summary>
+    /// <exception cref="ArgumentException">No layers, non-square or mismatched matrices, layer range or discard ratio out of range.</exception>
+    public static RolloutResult Compute(IReadOnlyList<float[,,]> attentions, HeadFusion headFusion = HeadFusion.Mean, double discardRatio = 0,
+        int startLayer = 0, int? endLayer = null)
+    {
+        ArgumentNullException.ThrowIfNull(attentions);
+        return Compute(attentions.Select(a => Fuse(a, headFusion)).ToArray(), discardRatio, startLayer, endLayer, headFusion);
+    }
+
+    /// <summary>Rollout of per-layer attention tensors [heads, q, k] or [1, heads, q, k] (Abnar &amp; Zuidema 2020); see the array overload.</summary>
+    public static RolloutResult Compute(IReadOnlyList<Tensor> attentions, HeadFusion headFusion = HeadFusion.Mean, double discardRatio = 0,
+        int startLayer = 0, int? endLayer = null)
+    {
+        ArgumentNullException.ThrowIfNull(attentions);
+        return Compute(attentions.Select(ToArray3).ToArray(), headFusion, discardRatio, startLayer, endLayer);
+    }
+
+    /// <summary>
+    /// Rollout of already head-fused per-layer matrices [q, k] (Abnar &amp; Zuidema 2020): A'_l = <see cref="Augment"/>(A_l),
+    /// rollout = A'_end ··· A'_start.
+    /// </summary>
+    public static RolloutResult Compute(float[][,] fusedAttentions, double discardRatio = 0, int startLayer = 0, int? endLayer = null) =>
+        Compute(fusedAttentions, discardRatio, startLayer, endLayer, null);
+
+    /// <summary>Rollout of sequence <paramref name="batchIndex"/> of a trace that recorded attention patterns (Abnar &amp; Zuidema 2020).</summary>
+    public static RolloutResult Compute(ModelTrace trace, int batchIndex = 0, HeadFusion headFusion = HeadFusion.Mean, double discardRatio = 0,
+        int startLayer = 0, int? endLayer = null)
+    {
+        ArgumentNullException.ThrowIfNull(trace);
+        return Compute(TraceLayers(trace, batchIndex), headFusion, discardRatio, startLayer, endLayer);
+    }
+
+    /// <summary>Runs the model on one sequence <paramref name="inputIds"/> ([seq] or [1, seq]) and returns its rollout (Abnar &amp; Zuidema 2020).</summary>
+    public static RolloutResult Compute(DeepSeekModel model, Tensor inputIds, HeadFusion headFusion = HeadFusion.Mean, double discardRatio = 0,
+        int startLayer = 0, int? endLayer = null)
+    {
+        var (layers, ids) = RunLayers(model, inputIds);
+        var r = Compute(layers, headFusion, discardRatio, startLayer, endLayer);
+        return new RolloutResult(r.Method, r.Matrix, r.Parameters, ids);
+    }
+
+    /// <summary>
+    /// The residual-augmented attention of one layer: optionally discards weak links, then A' = 0.5·A + 0.5·I with rows
+    /// renormalised to sum to 1 (Abnar &amp; Zuidema 2020). Discarding (as the common implementation, jacobgil/vit-explain,
+    /// which zeroes the lowest <c>ratio</c> fraction of the fused weights but spares the CLS entry): here the candidates are
+    /// the off-diagonal entries a query can attend to (k &lt; q when the matrix is causal, i.e. its upper triangle is zero;
+    /// all off-diagonal entries otherwise), so the structural zeros of a causal mask do not consume the budget; the
+    /// diagonal is never discarded; ⌊ratio · #candidates⌋ of the smallest candidates (ties by index) are set to 0.
+    /// </summary>
+    /// <exception cref="ArgumentException">Non-square matrix or discard ratio outside [0, 1).</exception>
+    public static double[,] Augment(float[,] fused, double discardRatio = 0)
+    {
+        ArgumentNullException.ThrowIfNull(fused);
+        CheckRatio(discardRatio);
+        int n = fused.GetLength(0);
+        if (fused.GetLength(1) != n) throw new ArgumentException($"attention must be square [q, k], got [{n}, {fused.GetLength(1)}]", nameof(fused));
+        var a = new double[n, n];
+        for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) a[i, j] = fused[i, j];
+        if (discardRatio > 0)
+        {
+            bool causal = true;
+            for (int i = 0; i < n && causal; i++) for (int j = i + 1; j < n; j++) if (a[i, j] != 0) { causal = false; break; }
+            var cands = new List<(double V, int I, int J)>();
+            for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) if (i != j && (!causal || j < i)) cands.Add((a[i, j], i, j));
+            int drop = (int)Math.Floor(discardRatio * cands.Count);
+            foreach (var c in cands.OrderBy(c => c.V).ThenBy(c => c.I).ThenBy(c => c.J).Take(drop)) a[c.I, c.J] = 0;
+        }
+        for (int i = 0; i < n; i++)
+        {
+            double s = 0;
+            for (int j = 0; j < n; j++) { a[i, j] = 0.5 * a[i, j] + (i == j ? 0.5 : 0); s += a[i, j]; }
+            for (int j = 0; j < n; j++) a[i, j] /= s;
+        }
+        return a;
+    }
+
+    /// <summary>Parses <c>mean</c>, <c>max</c> or <c>min</c> (case-insensitive).</summary>
+    public static HeadFusion ParseHeadFusion(string name) =>
+        Enum.TryParse<HeadFusion>(name?.Trim(), ignoreCase: true, out var f) && Enum.IsDefined(f) ? f
+            : throw new ArgumentException($"unknown head fusion '{name}': use mean, max or min", nameof(name));
+
+    /// <summary>Fuses heads [heads, q, k] → [q, k] by mean, max or min.</summary>
+    public static float[,] Fuse(float[,,] attention, HeadFusion headFusion)
+    {
+        ArgumentNullException.ThrowIfNull(attention);
+        int h = attention.GetLength(0), q = attention.GetLength(1), k = attention.GetLength(2);
+        if (h == 0) throw new ArgumentException("attention has no heads", nameof(attention));
+        var r = new float[q, k];
+        for (int i = 0; i < q; i++)
+            for (int j = 0; j < k; j++)
+            {
+                double acc = headFusion switch { HeadFusion.Max => double.NegativeInfinity, HeadFusion.Min => double.PositiveInfinity, _ => 0 };
+                for (int x = 0; x < h; x++)
+                {
+                    double v = attention[x, i, j];
+                    acc = headFusion switch { HeadFusion.Max => Math.Max(acc, v), HeadFusion.Min => Math.Min(acc, v), _ => acc + v };
+                }
+                r[i, j] = (float)(headFusion == HeadFusion.Mean ? acc / h : acc);
+            }
+        return r;
+    }
+
+    private static RolloutResult Compute(float[][,] fused, double discardRatio, int startLayer, int? endLayer, HeadFusion? fusion)
+    {
+        var (s, e, n) = CheckLayers(fused, startLayer, endLayer);
+        CheckRatio(discardRatio);
+        var result = new double[n, n];
+        for (int i = 0; i < n; i++) result[i, i] = 1;
+        for (int l = s; l <= e; l++)
+        {
+            var a = Augment(fused[l], discardRatio);
+            var next = new double[n, n];
+            for (int i = 0; i < n; i++)
+                for (int m = 0; m < n; m++)
+                {
+                    double v = a[i, m];
+                    if (v == 0) continue;
+                    for (int j = 0; j < n; j++) next[i, j] += v * result[m, j];
+                }
+            result = next;
+        }
+        var f = new float[n, n];
+        for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) f[i, j] = (float)result[i, j];
+        return new RolloutResult("attention_rollout", f, Params(fusion, discardRatio, s, e));
+    }
+
+    internal static Dictionary<string, string> Params(HeadFusion? fusion, double discardRatio, int s, int e) => new()
+    {
+        ["head_fusion"] = fusion?.ToString().ToLowerInvariant() ?? "pre-fused",
+        ["discard_ratio"] = discardRatio.ToString("R", CultureInfo.InvariantCulture),
+        ["start_layer"] = s.ToString(CultureInfo.InvariantCulture),
+        ["end_layer"] = e.ToString(CultureInfo.InvariantCulture),
+    };
+
+    internal static void CheckRatio(double discardRatio)
+    {
+        if (!(discardRatio >= 0 && discardRatio < 1))
+            throw new ArgumentException($"discardRatio must be in [0, 1), got {discardRatio}", nameof(discardRatio));
+    }
+
+    internal static (int Start, int End, int N) CheckLayers(float[][,] fused, int startLayer, int? endLayer)
+    {
+        ArgumentNullException.ThrowIfNull(fused);
+        if (fused.Length == 0) throw new ArgumentException("no attention layers were given", nameof(fused));
+        int n = fused[0].GetLength(0);
+        if (n == 0) throw new ArgumentException("the attention matrices are empty (no tokens)", nameof(fused));
+        for (int l = 0; l < fused.Length; l++)
+            if (fused[l].GetLength(0) != n || fused[l].GetLength(1) != n)
+                throw new ArgumentException($"layer {l} attention is [{fused[l].GetLength(0)}, {fused[l].GetLength(1)}], expected [{n}, {n}]", nameof(fused));
+        int e = endLayer ?? fused.Length - 1;
+        if (startLayer < 0 || startLayer >= fused.Length) throw new ArgumentException($"startLayer {startLayer} is out of range for {fused.Length} layers", nameof(startLayer));
+        if (e < startLayer || e >= fused.Length) throw new ArgumentException($"endLayer {e} is out of range: need {startLayer} ≤ endLayer < {fused.Length}", nameof(endLayer));
+        return (startLayer, e, n);
+    }
+
+    internal static float[,,] ToArray3(Tensor t)
+    {
+        ArgumentNullException.ThrowIfNull(t);
+        using var scope = NewDisposeScope();
+        var x = t.dim() == 4 && t.shape[0] == 1 ? t[0] : t;
+        if (x.dim() != 3) throw new ArgumentException($"attention must be [heads, q, k] or [1, heads, q, k], got [{string.Join(", ", t.shape)}]", nameof(t));
+        int h = (int)x.shape[0], q = (int)x.shape[1], k = (int)x.shape[2];
+        var data = x.detach().to(float32).cpu().contiguous().data<float>().ToArray();
+        var r = new float[h, q, k];
+        Buffer.BlockCopy(data, 0, r, 0, data.Length * sizeof(float));
+        return r;
+    }
+
+    internal static float[][,,] TraceLayers(ModelTrace trace, int batchIndex)
+    {
+        var layers = new List<float[,,]>();
+        for (int l = 0; l < trace.Config.NumHiddenLayers; l++)
+        {
+            var p = trace.AttentionPattern(l);
+            if (batchIndex < 0 || batchIndex >= p.shape[0]) throw new ArgumentException($"batchIndex {batchIndex} is out of range for batch {p.shape[0]}", nameof(batchIndex));
+            using var row = p[batchIndex];
+            layers.Add(ToArray3(row));
+        }
+        return layers.ToArray();
+    }
+
+    internal static (float[][,,] Layers, long[] Ids) RunLayers(DeepSeekModel model, Tensor inputIds)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(inputIds);
+        TorchRuntime.EnsureLoaded();
+        if (inputIds.dim() == 2 && inputIds.shape[0] != 1)
+            throw new ArgumentException($"give one sequence: ids [seq] or [1, seq], got [{string.Join(", ", inputIds.shape)}]", nameof(inputIds));
+        if (inputIds.numel() == 0) throw new ArgumentException("the token sequence is empty; give at least one token id", nameof(inputIds));
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var ids = inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds;
+        using var trace = model.RunWithCache(ids, new TraceOptions { AttentionPatterns = true, Routing = false, HiddenStates = false, Logits = false });
+        return (TraceLayers(trace, 0), ids.to(int64).data<long>().ToArray());
+    }
+}
