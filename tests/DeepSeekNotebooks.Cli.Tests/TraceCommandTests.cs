@@ -16,7 +16,7 @@ public class TraceCommandTests : IDisposable
         throw new InvalidOperationException("repository root not found");
     }
 
-    private static int Cli(params string[] args) => Program.BuildRootCommand().Parse(args).Invoke();
+    private static int Cli(params string[] args) => Program.Run(args);
 
     [Theory]
     [InlineData("golden-tiny-hf")]
