@@ -338,8 +338,24 @@ public sealed record DeepSeekConfig
             RmsNormEps = 1e-6,
             MaxPositionEmbeddings = maxSeq,
         };
-        return cfg.Validate();
+        try { return cfg.Validate(); }
+        catch (ConfigException e) when (ModelArgsNames.TryGetValue(e.Field, out var name))
+        {
+            // Validate names fields in the Hugging Face spelling; report them as this file spells them.
+            throw new ConfigException(name, e.Problem);
+        }
     }
+
+    /// <summary>Hugging Face field name → official <c>ModelArgs</c> field name, where they differ.</summary>
+    private static readonly Dictionary<string, string> ModelArgsNames = new()
+    {
+        ["hidden_size"] = "dim", ["intermediate_size"] = "inter_dim", ["moe_intermediate_size"] = "moe_inter_dim",
+        ["num_hidden_layers"] = "n_layers", ["first_k_dense_replace"] = "n_dense_layers", ["num_attention_heads"] = "n_heads",
+        ["num_experts_per_tok"] = "n_activated_experts", ["n_group"] = "n_expert_groups", ["topk_group"] = "n_limited_groups",
+        ["scoring_func"] = "score_func", ["routed_scaling_factor"] = "route_scale", ["max_position_embeddings"] = "max_seq_len",
+        ["rope_scaling.factor"] = "rope_factor", ["rope_scaling.original_max_position_embeddings"] = "original_seq_len",
+        ["rope_scaling.beta_fast"] = "beta_fast", ["rope_scaling.mscale_all_dim"] = "mscale",
+    };
 
     /// <summary>Writes this configuration in the official inference code's <c>ModelArgs</c> JSON form.</summary>
     public string ToModelArgsJson()

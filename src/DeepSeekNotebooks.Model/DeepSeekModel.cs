@@ -159,7 +159,9 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
         if (seq == 0 || inputIds.numel() == 0)
             throw new ArgumentException("the token sequence is empty; give at least one token id", nameof(inputIds));
         CheckLength(seq);
-        long min = inputIds.min().item<long>(), max = inputIds.max().item<long>();
+        long min, max;
+        using (var lo = inputIds.min().to(ScalarType.Int64)) min = lo.item<long>();   // item<long> needs an int64 tensor (ids may be int32)
+        using (var hi = inputIds.max().to(ScalarType.Int64)) max = hi.item<long>();
         if (min < 0 || max >= Config.VocabSize)
             throw new ArgumentException(
                 $"token id {(min < 0 ? min : max)} is out of range: ids must be in [0, {Config.VocabSize - 1}] (vocab_size {Config.VocabSize})", nameof(inputIds));
