@@ -42,6 +42,7 @@ internal static class WeightNames
             case "model.embed_tokens.weight": return "embed.weight";
             case "model.norm.weight": return "norm.weight";
             case "lm_head.weight": return "head.weight";
+            case "lm_head.weight_scale_inv": return "head.scale";
         }
         var m = Layer.Match(name);
         if (!m.Success) return null;
