@@ -19,6 +19,7 @@ internal static class KernelFactory
         // The kit's own formatters (attribution views, reports) first; then the report-friendly GenericChart formatter,
         // which draws with the single plotly.js each HTML report embeds instead of one copy per output.
         DeepSeekNotebooks.Visualization.Interactive.DeepSeekNotebooksFormatters.Register();
+        DeepSeekNotebooks.Visualization.Html.ChartHtml.DefaultInclusion = DeepSeekNotebooks.Visualization.Html.PlotlyJsInclusion.AssumeLoaded;
         ChartFormatters.EnsureRegistered();
 
         var csharp = new CSharpKernel()

@@ -24,7 +24,17 @@ public static class ChartHtml
     /// A <c>&lt;div&gt;</c> plus the script that draws <paramref name="chart"/> into it.
     /// With <see cref="PlotlyJsInclusion.Inline"/> the fragment also carries plotly.js (~3.6 MB).
     /// </summary>
-    public static string Fragment(GenericChart chart, PlotlyJsInclusion plotlyJs = PlotlyJsInclusion.Inline)
+    public static string Fragment(GenericChart chart) => Fragment(chart, DefaultInclusion);
+
+    /// <summary>
+    /// What <see cref="Fragment(GenericChart)"/> (and so the notebook formatters) do about plotly.js: <see cref="PlotlyJsInclusion.Inline"/>
+    /// by default, so every output works alone; a host that embeds plotly.js once per page (the report runner) sets
+    /// <see cref="PlotlyJsInclusion.AssumeLoaded"/>.
+    /// </summary>
+    public static PlotlyJsInclusion DefaultInclusion { get; set; } = PlotlyJsInclusion.Inline;
+
+    /// <summary>Chart HTML fragment with an explicit choice about plotly.js.</summary>
+    public static string Fragment(GenericChart chart, PlotlyJsInclusion plotlyJs)
         => Fragment(chart, plotlyJs, $"dsn-chart-{Guid.NewGuid():N}-{Interlocked.Increment(ref s_counter)}");
 
     internal static string Fragment(GenericChart chart, PlotlyJsInclusion plotlyJs, string id)

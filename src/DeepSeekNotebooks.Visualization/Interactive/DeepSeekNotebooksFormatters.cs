@@ -36,7 +36,16 @@ public static class DeepSeekNotebooksFormatters
         Formatter.Register<TokenAttributionView>(v => v.ToString(), PlainMime);
         Formatter.Register<HtmlReport>((r, writer) => writer.Write(ChartHtmlWithPlotly(r)), HtmlMime);
         Formatter.Register<HtmlReport>(r => $"HtmlReport \"{r.Title}\" ({r.Count} parts)", PlainMime);
-        foreach (var t in new[] { typeof(GenericChart), typeof(TokenAttributionView), typeof(HtmlReport) })
+        // Analysis results render as their natural chart.
+        Formatter.Register<DeepSeekNotebooks.Analysis.Attribution.AttributionResult>((r, writer) =>
+            writer.Write(Charts.ResultCharts.TokenView(r).ToHtml() + ChartHtml.Fragment(Charts.ResultCharts.TokenScores(r))), HtmlMime);
+        Formatter.Register<DeepSeekNotebooks.Analysis.Attention.RolloutResult>((r, writer) =>
+            writer.Write(ChartHtml.Fragment(Charts.ResultCharts.Rollout(r))), HtmlMime);
+        Formatter.Register<DeepSeekNotebooks.Analysis.Tracing.TraceSnapshot>((s, writer) =>
+            writer.Write(ChartHtml.Fragment(Charts.ResultCharts.Attention(s))), HtmlMime);
+        foreach (var t in new[] { typeof(GenericChart), typeof(TokenAttributionView), typeof(HtmlReport),
+                     typeof(DeepSeekNotebooks.Analysis.Attribution.AttributionResult), typeof(DeepSeekNotebooks.Analysis.Attention.RolloutResult),
+                     typeof(DeepSeekNotebooks.Analysis.Tracing.TraceSnapshot) })
             Formatter.SetPreferredMimeTypesFor(t, HtmlMime);
         // GenericChart values are instances of its F# union-case subclasses.
         foreach (var t in typeof(GenericChart).GetNestedTypes().Where(typeof(GenericChart).IsAssignableFrom))

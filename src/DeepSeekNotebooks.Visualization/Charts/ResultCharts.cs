@@ -1,0 +1,46 @@
+using DeepSeekNotebooks.Analysis.Attention;
+using DeepSeekNotebooks.Analysis.Attribution;
+using DeepSeekNotebooks.Analysis.Tracing;
+using DeepSeekNotebooks.Visualization.Html;
+using Plotly.NET;
+
+namespace DeepSeekNotebooks.Visualization.Charts;
+
+/// <summary>
+/// Charts for the analysis library's result types (thin adapters over the array-based builders), so a notebook can
+/// write <c>ResultCharts.Attention(snapshot)</c> instead of converting arrays by hand.
+/// </summary>
+public static class ResultCharts
+{
+    /// <summary>Display labels of an attribution's tokens: the token strings, else the ids.</summary>
+    public static string[] Labels(AttributionResult r) => r.TokenStrings ?? r.TokenIds.Select(i => i.ToString()).ToArray();
+
+    /// <summary>Bar chart of per-token attribution (sum over embedding dimensions), titled with the method and target.</summary>
+    public static GenericChart TokenScores(AttributionResult r, bool useNorms = false) =>
+        AttributionCharts.TokenScores(Labels(r), (useNorms ? r.TokenNorms : r.TokenSums).Select(v => (double)v).ToArray(),
+            $"{r.Method}: attribution to {TargetText(r)}", r.Method);
+
+    /// <summary>The attribution as coloured text (red positive, blue negative) with the exact score on hover.</summary>
+    public static TokenAttributionView TokenView(AttributionResult r) =>
+        new(Labels(r), r.TokenSums.Select(v => (double)v).ToArray(), $"{r.Method}: attribution to {TargetText(r)}", r.Method);
+
+    /// <summary>Rollout heatmap of a rollout or attention-flow result.</summary>
+    public static GenericChart Rollout(RolloutResult r) =>
+        AttentionCharts.Rollout(r.Tokens ?? r.TokenIds?.Select(i => i.ToString()).ToArray() ?? Enumerable.Range(0, r.SequenceLength).Select(i => i.ToString()).ToArray(),
+            r.Matrix, r.Method == "rollout" ? "Attention rollout" : $"Attention {r.Method}");
+
+    /// <summary>All layers × heads of a traced sequence in one interactive figure.</summary>
+    public static GenericChart Attention(TraceSnapshot s) => AttentionCharts.LayerHeadGrid(s.Tokens, s.Attention);
+
+    /// <summary>Share of routed choices per expert in each MoE block of a traced sequence.</summary>
+    public static GenericChart ExpertUsage(TraceSnapshot s) =>
+        ExpertCharts.UsageHeatmap(s.ExpertUsage(), s.Routing.Select(r => r.Layer).ToArray(), "Expert usage on this input");
+
+    /// <summary>Tokens → experts across the MoE blocks, link width = routing weight.</summary>
+    public static GenericChart RoutingSankey(TraceSnapshot s) =>
+        ExpertCharts.RoutingSankey(s.Tokens, s.Routing.Select(r => r.Experts).ToArray(), s.Routing.Select(r => r.Weights).ToArray(),
+            s.Routing.Select(r => r.Layer).ToArray());
+
+    private static string TargetText(AttributionResult r) =>
+        r.Target.TokenId is { } t ? $"{r.Target.Kind} of token {t} at position {r.Target.Position}" : $"{r.Target.Name} at position {r.Target.Position}";
+}
