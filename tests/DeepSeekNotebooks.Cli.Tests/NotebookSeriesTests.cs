@@ -14,6 +14,7 @@ public class NotebookSeriesTests
     private static readonly Dictionary<string, int> ExpectedCharts = new()
     {
         ["00-quickstart"] = 5,
+        ["03-attribution"] = 4,
     };
 
     private static string Root()

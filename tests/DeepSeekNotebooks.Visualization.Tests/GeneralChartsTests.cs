@@ -1,0 +1,34 @@
+using DeepSeekNotebooks.Visualization.Charts;
+
+namespace DeepSeekNotebooks.Visualization.Tests;
+
+public class GeneralChartsTests
+{
+    [Fact]
+    public void Lines_HaveTitleAxesAndLogScale()
+    {
+        var chart = GeneralCharts.Lines("F along the path", "alpha", "logit", new Dictionary<string, (IReadOnlyList<double>, IReadOnlyList<double>)>
+        {
+            ["zeros <b>"] = (new double[] { 1e-4, 1e-2, 1 }, new double[] { 0.1, 0.2, 0.45 }),
+        }, logX: true);
+        var fig = ChartAssert.Figure(chart);
+        Assert.Equal("F along the path", ChartAssert.Str(fig, "layout", "title", "text"));
+        Assert.Equal("alpha", ChartAssert.Str(fig, "layout", "xaxis", "title", "text"));
+        Assert.Equal("log", ChartAssert.Str(fig, "layout", "xaxis", "type"));
+        Assert.Equal("zeros &lt;b&gt;", ChartAssert.Str(ChartAssert.Trace(fig), "name"));
+        Assert.Throws<ArgumentException>(() => GeneralCharts.Lines("t", "x", "y", new Dictionary<string, (IReadOnlyList<double>, IReadOnlyList<double>)>
+        {
+            ["bad"] = (new double[] { 1, 2 }, new double[] { 1 }),
+        }));
+    }
+
+    [Fact]
+    public void Bars_GroupOneTracePerSeries()
+    {
+        var chart = GeneralCharts.Bars("Scores", "token", "score", new[] { "a", "<img src=x onerror=alert(1)>" },
+            new Dictionary<string, IReadOnlyList<double>> { ["ig"] = new[] { 1.0, 2.0 }, ["saliency"] = new[] { 0.5, 0.1 } });
+        var fig = ChartAssert.Figure(chart);
+        Assert.Equal("bar", ChartAssert.Str(ChartAssert.Trace(fig, 1), "type"));
+        ChartAssert.HostileSafe(chart);
+    }
+}
