@@ -1,3 +1,4 @@
+#pragma warning disable CS1573 // positional record parameters documented where not self-explanatory
 using DeepSeekNotebooks.Analysis.Statistics;
 using DeepSeekNotebooks.Model;
 using DeepSeekNotebooks.Model.Tracing;
