@@ -59,7 +59,7 @@ public static class ExpertOutputDecoding
                 var logp = logits.log_softmax(-1);
                 entropySum[e] += (-(logp.exp() * logp).sum(-1)).sum().item<double>();
                 counts[e] += n;
-                var sum = logits.sum(0).data<double>().ToArray();
+                var sum = logits.sum(new long[] { 0 }).data<double>().ToArray();
                 logitSums[e] ??= new double[vocab];
                 for (int v = 0; v < vocab; v++) logitSums[e][v] += sum[v];
             }
