@@ -104,6 +104,18 @@ public sealed class AttentionDiagnosticsTests(GoldenModel golden) : IClassFixtur
         Assert.Throws<ArgumentException>(() => acc.ObservePattern(0, 4, new long[] { 1, 2 }, new float[3]));
     }
 
+    [Fact]
+    public void HeadAblationImportance()
+    {
+        var model = golden.Model;
+        var rows = HeadImportance.ByAblation(model, new[] { GoldenModel.Seq0 }, new[] { 0, 2 });
+        Assert.Equal(8, rows.Count);
+        Assert.All(rows, r => Assert.Equal(11, r.Tokens));
+        Assert.Contains(rows, r => Math.Abs(r.LossChange) > 1e-6);
+        Assert.Equal(8, HeadImportance.ToDataFrame(rows).Rows.Count);
+        Assert.Throws<ArgumentException>(() => HeadImportance.ByAblation(model, new[] { GoldenModel.Seq0 }, new[] { 3 }));
+    }
+
     private sealed class ToleranceComparer(double tol) : IEqualityComparer<double>
     {
         public bool Equals(double x, double y) => Math.Abs(x - y) <= tol;

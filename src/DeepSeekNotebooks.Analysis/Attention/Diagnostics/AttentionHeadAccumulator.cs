@@ -13,7 +13,7 @@ namespace DeepSeekNotebooks.Analysis.Attention.Diagnostics;
 /// <param name="SinkScore">Mean attention to the first token (Gu et al. 2024's α for the head).</param>
 /// <param name="SinkQueryRate">Fraction of queries whose attention to the first token exceeds ε.</param>
 /// <param name="IsSink">SinkScore &gt; ε (Gu et al. 2024's sink criterion for a head).</param>
-/// <param name="MeanMaxAttention">Mean over queries of the largest attention weight (1 = one-hot; sparse).</param>
+/// <param name="MeanMaxAttention">Mean over queries of the largest attention weight (1 = one-hot; sparse) — Voita et al. 2019's head "confidence".</param>
 /// <param name="DistanceProfile">Mean attention mass per query falling in each query−key distance bin (see <see cref="AttentionHeadAccumulator.DistanceBinStarts"/>).</param>
 /// <param name="BoundaryMass">Mean attention mass on boundary tokens (punctuation, newlines, sentence ends); NaN without token strings.</param>
 /// <param name="BoundaryBaseline">The same under uniform causal attention (fraction of visible keys that are boundaries), for comparison.</param>
