@@ -45,6 +45,23 @@ public sealed class ExpertMetricsTests(GoldenModel golden) : IClassFixture<Golde
     }
 
     [Fact]
+    public void PerTokenDecisionsMatchTheTrace()
+    {
+        var model = golden.Model;
+        using var trace = model.RunWithCache(tensor(GoldenModel.Seq0.Concat(GoldenModel.Seq1).ToArray()).reshape(2, 12));
+        var rows = TokenRouting.Decisions(trace, 1, new[] { GoldenModel.Seq0, GoldenModel.Seq1 });
+        Assert.Equal(24, rows.Count);
+        Assert.Equal(GoldenModel.Seq1[3], rows[15].TokenId);
+        Assert.Equal((1, 3), (rows[15].Batch, rows[15].Position));
+        Assert.Equal(trace.ExpertIndices(1)[15].data<long>().ToArray().Select(x => (int)x), rows[15].Experts);
+        Assert.All(rows, r => { Assert.InRange(r.Entropy, 0, 1); Assert.True(r.Top1Margin >= 0); });
+        Assert.Equal(24, TokenRouting.ToDataFrame(rows).Rows.Count);
+        Assert.Equal(36, TokenRouting.CoActivationFrame(new long[8, 8]).Rows.Count);
+        Assert.Throws<ArgumentException>(() => TokenRouting.Decisions(trace, 0, new[] { GoldenModel.Seq0, GoldenModel.Seq1 }));
+        Assert.Throws<ArgumentException>(() => TokenRouting.Decisions(trace, 1, new[] { GoldenModel.Seq0 }));
+    }
+
+    [Fact]
     public void LoadBalanceMetricsOnAHandExample()
     {
         var m = ExpertMetrics.LoadBalance(new long[] { 4, 0, 2, 2 });
