@@ -124,8 +124,10 @@ public sealed class AccumulatorTests(GoldenModel golden) : IClassFixture<GoldenM
         var acc = new ExpertRoutingAccumulator(model.Config);
         Assert.Throws<ArgumentException>(() => DatasetRunner.Run(model, new[] { Array.Empty<long>() }, new IDatasetAccumulator[] { acc }));
         Assert.Throws<ArgumentException>(() => DatasetRunner.Run(model, new[] { new long[] { 1, 2 } }, Array.Empty<IDatasetAccumulator>()));
-        // An empty dataset yields nothing to report: asking for a layer's statistics says so.
-        Assert.Equal(0, DatasetRunner.Run(model, Array.Empty<long[]>(), new IDatasetAccumulator[] { acc }));
+        var empty = Assert.Throws<ArgumentException>(() => DatasetRunner.Run(model, Array.Empty<long[]>(), new IDatasetAccumulator[] { acc }));
+        Assert.Contains("dataset is empty", empty.Message);
+        Assert.Throws<ArgumentException>(() => DatasetRunner.Run(model, new[] { new long[] { 1, 600 } }, new IDatasetAccumulator[] { acc })); // id ≥ vocab
+        // Nothing observed: asking for a layer's statistics says so.
         var ex = Assert.Throws<ArgumentException>(() => acc.Summary(1));
         Assert.Contains("no routing observed", ex.Message);
         Assert.Throws<InvalidOperationException>(() => new AttentionHeadAccumulator().Heads());

@@ -48,7 +48,7 @@ public static class DatasetRunner
     /// (throws <see cref="OperationCanceledException"/>; accumulators then hold the sequences completed so far).
     /// Returns the number of sequences processed.
     /// </summary>
-    /// <exception cref="ArgumentException">No accumulators, or a sequence is empty / has out-of-range ids.</exception>
+    /// <exception cref="ArgumentException">Empty dataset, no accumulators, or a sequence is empty / has out-of-range ids.</exception>
     public static int Run(DeepSeekModel model, IEnumerable<long[]> sequences, IReadOnlyList<IDatasetAccumulator> accumulators,
         IProgress<DatasetProgress>? progress = null, CancellationToken ct = default)
     {
@@ -60,7 +60,7 @@ public static class DatasetRunner
     /// Runs a dataset of (ids, domain label) pairs; the label reaches accumulators that split by domain
     /// (e.g. <see cref="Experts.ExpertRoutingAccumulator"/>'s domain × expert load, DeepSeek-V3 Fig. 9).
     /// </summary>
-    /// <exception cref="ArgumentException">No accumulators, or a sequence is empty / has out-of-range ids.</exception>
+    /// <exception cref="ArgumentException">Empty dataset, no accumulators, or a sequence is empty / has out-of-range ids.</exception>
     public static int Run(DeepSeekModel model, IEnumerable<(long[] Ids, string? Domain)> sequences, IReadOnlyList<IDatasetAccumulator> accumulators,
         IProgress<DatasetProgress>? progress = null, CancellationToken ct = default)
     {
@@ -89,6 +89,7 @@ public static class DatasetRunner
             tokens += ids.Length;
             progress?.Report(new DatasetProgress(done, tokens, total));
         }
+        if (done == 0) throw new ArgumentException("the dataset is empty: give at least one sequence", nameof(sequences));
         return done;
     }
 
