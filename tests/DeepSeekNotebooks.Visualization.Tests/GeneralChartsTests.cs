@@ -32,3 +32,21 @@ public class GeneralChartsTests
         ChartAssert.HostileSafe(chart);
     }
 }
+
+public class DataFrameHtmlTests
+{
+    [Fact]
+    public void DataFrame_RendersAsAnEscapedTable_WithRowLimit()
+    {
+        var frame = new Microsoft.Data.Analysis.DataFrame(
+            new Microsoft.Data.Analysis.StringDataFrameColumn("token", new[] { "<img src=x onerror=alert(1)>", "b", "c" }),
+            new Microsoft.Data.Analysis.DoubleDataFrameColumn("score", new[] { 0.123456, 2e-7, 3.0 }));
+        var html = DeepSeekNotebooks.Visualization.Html.DataFrameHtml.ToHtml(frame, maxRows: 2);
+        ChartAssert.NoRawHostile(html);
+        Assert.Contains("<th style=\"border-bottom:1px solid #999;padding:2px 6px;text-align:right\">score</th>", html);
+        Assert.Contains("0.1235", html);
+        Assert.Contains("2E-7", html);
+        Assert.Contains("1 more rows (3 in all)", html);
+        Assert.DoesNotContain(">3<", html);
+    }
+}

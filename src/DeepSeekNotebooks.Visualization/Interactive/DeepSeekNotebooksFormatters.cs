@@ -36,6 +36,7 @@ public static class DeepSeekNotebooksFormatters
         Formatter.Register<TokenAttributionView>(v => v.ToString(), PlainMime);
         Formatter.Register<HtmlReport>((r, writer) => writer.Write(ChartHtmlWithPlotly(r)), HtmlMime);
         Formatter.Register<HtmlReport>(r => $"HtmlReport \"{r.Title}\" ({r.Count} parts)", PlainMime);
+        Formatter.Register<Microsoft.Data.Analysis.DataFrame>((f, writer) => writer.Write(DataFrameHtml.ToHtml(f)), HtmlMime);
         // Analysis results render as their natural chart.
         Formatter.Register<DeepSeekNotebooks.Analysis.Attribution.AttributionResult>((r, writer) =>
             writer.Write(Charts.ResultCharts.TokenView(r).ToHtml() + ChartHtml.Fragment(Charts.ResultCharts.TokenScores(r))), HtmlMime);
@@ -45,7 +46,7 @@ public static class DeepSeekNotebooksFormatters
             writer.Write(ChartHtml.Fragment(Charts.ResultCharts.Attention(s))), HtmlMime);
         foreach (var t in new[] { typeof(GenericChart), typeof(TokenAttributionView), typeof(HtmlReport),
                      typeof(DeepSeekNotebooks.Analysis.Attribution.AttributionResult), typeof(DeepSeekNotebooks.Analysis.Attention.RolloutResult),
-                     typeof(DeepSeekNotebooks.Analysis.Tracing.TraceSnapshot) })
+                     typeof(DeepSeekNotebooks.Analysis.Tracing.TraceSnapshot), typeof(Microsoft.Data.Analysis.DataFrame) })
             Formatter.SetPreferredMimeTypesFor(t, HtmlMime);
         // GenericChart values are instances of its F# union-case subclasses.
         foreach (var t in typeof(GenericChart).GetNestedTypes().Where(typeof(GenericChart).IsAssignableFrom))
