@@ -32,6 +32,19 @@ public class InteractiveTests
     }
 
     [Fact]
+    public void NotebookSetupDoesEverythingOnceAndReportsIt()
+    {
+        string status = Notebook.Setup();
+        Assert.StartsWith("DeepSeekNotebooks ready:", status);
+        Assert.Contains("FSharp.Core", status);
+        Assert.Contains("torch:", status);
+        Assert.True(FSharpCoreRedirect.IsInstalled);
+        Assert.True(DeepSeekNotebooksFormatters.IsRegistered);
+        Assert.NotNull(DeepSeekNotebooks.Model.Native.TorchRuntime.Status);
+        Assert.Equal(status, Notebook.Setup()); // idempotent
+    }
+
+    [Fact]
     public void FormattersRenderChartsAndViewsAsHtml()
     {
         DeepSeekNotebooksFormatters.Register();
