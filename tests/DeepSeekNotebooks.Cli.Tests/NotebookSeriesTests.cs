@@ -15,6 +15,7 @@ public class NotebookSeriesTests
     {
         ["00-quickstart"] = 5,
         ["03-attribution"] = 4,
+        ["10-your-own-checkpoint"] = 2,
     };
 
     private static string Root()

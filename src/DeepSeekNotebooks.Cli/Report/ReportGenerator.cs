@@ -9,7 +9,7 @@ public sealed class ReportGenerator(ReportOptions options)
     /// <summary>Notebooks the run will execute, in order (top-level <c>*.ipynb</c> of the folder, ordinal name order).</summary>
     public static IReadOnlyList<string> FindNotebooks(string directory) =>
         Directory.EnumerateFiles(directory, "*.ipynb", SearchOption.TopDirectoryOnly)
-            .Where(p => !Path.GetFileName(p).StartsWith('.'))
+            .Where(p => !Path.GetFileName(p).StartsWith('.') && !Path.GetFileName(p).StartsWith('_')) // _name: test/scratch notebooks
             .Order(StringComparer.Ordinal)
             .ToList();
 
