@@ -13,6 +13,7 @@ internal sealed record PageRun(
     IReadOnlyList<string> Errors,            // uncaught exceptions, console.error/assert, Log errors (CSP, failed loads)
     IReadOnlyList<string> NetworkRequests,   // every request to something other than file:, data:, blob:, about:
     IReadOnlyList<string> Dialogs,           // alert()/confirm()/prompt() opened
+    TimeSpan Ready,                          // navigation start → ready expression true
     TimeSpan Elapsed);
 
 /// <summary>
@@ -183,14 +184,17 @@ internal sealed class HeadlessChromium : IAsyncDisposable
                 ["source"] = "document.addEventListener('securitypolicyviolation',function(e){console.error('CSP violation: '+e.violatedDirective+' '+e.blockedURI);});",
             }, session);
             await SendAsync("Page.navigate", new JsonObject { ["url"] = new Uri(Path.GetFullPath(file)).AbsoluteUri }, session);
+            var navigated = Stopwatch.StartNew();
             bool ready = false;
             while (sw.Elapsed < timeout)
             {
                 // false until the document exists and the expression holds; exceptions (page still loading) count as false
-                var v = await EvaluateAsync(session, "(function(){try{return !!(" + readyExpression + ");}catch(e){return false;}})()");
+                var v = await EvaluateAsync(session, "(function(){try{return document.readyState==='complete'&&!!(" + readyExpression + ");}catch(e){return false;}})()");
                 if (v.ValueKind == JsonValueKind.True) { ready = true; break; }
+
                 await Task.Delay(100);
             }
+            var readyAfter = navigated.Elapsed;
             await Task.Delay(300); // let WebGL scenes and transitions finish a frame
             var result = await EvaluateAsync(session, resultExpression);
             if (screenshotPath is not null)
@@ -224,7 +228,7 @@ internal sealed class HeadlessChromium : IAsyncDisposable
                             dialogs.Add(p.GetProperty("message").GetString() ?? ""); break;
                     }
                 }
-            return new PageRun(result, errors, requests, dialogs, sw.Elapsed);
+            return new PageRun(result, errors, requests, dialogs, readyAfter, sw.Elapsed);
         }
         finally
         {

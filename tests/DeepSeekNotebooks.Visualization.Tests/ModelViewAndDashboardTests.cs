@@ -63,7 +63,7 @@ public class ModelViewAndDashboardTests
         // routed experts coloured by token count with an explained colour scale
         var routed = traces.First(t => Str(t, "name")!.StartsWith("routed"));
         Assert.Equal(SampleData.Tokens.Length * 4 * 3, routed.GetProperty("marker").GetProperty("color").EnumerateArray().Sum(x => x.GetDouble()));
-        Assert.Contains("tokens routed to expert", Str(routed, "marker", "colorbar", "title", "text"));
+        Assert.Contains("tokens of this input routed there", Str(routed, "marker", "colorbar", "title", "text"));
         string page = ModelView3D.Page(arch, SampleData.Tokens, routing, "3D " + HostileScript);
         OfflinePage(page);
         NoRawHostile(page);

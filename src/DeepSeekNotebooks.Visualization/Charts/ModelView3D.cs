@@ -118,9 +118,10 @@ public static class ModelView3D
         if (moe.Count > 0)
         {
             object marker = routing.Count > 0
-                ? Obj(("size", 4), ("color", rcount.ToArray()), ("colorscale", "YlOrRd"), ("cmin", 0.0),
+                ? Obj(("size", 4), ("color", rcount.ToArray()), ("colorscale", "YlOrRd"), ("reversescale", true), ("cmin", 0.0),
                       ("line", Obj(("color", "#888888"), ("width", 0.5))),
-                      ("colorbar", Obj(("title", Obj(("text", "tokens routed to expert<br>(this input)"), ("side", "right"))), ("len", 0.5), ("y", 0.25), ("x", 1.0))))
+                      ("colorbar", Obj(("title", Obj(("text", "routed-expert colour: tokens of this input routed there"), ("side", "top"))),
+                          ("orientation", "h"), ("x", 0.1), ("xanchor", "left"), ("y", 1.0), ("yanchor", "top"), ("len", 0.3), ("thickness", 12))))
                 : Obj(("size", 3), ("color", "#fd8d3c"));
             traces.Add(Trace3D("scatter3d",
                 ("mode", "markers"), ("name", $"routed experts ({E} per MoE layer, top-{arch.ExpertsPerToken})"),
@@ -202,8 +203,8 @@ public static class ModelView3D
                     ("ticktext", new[] { "shared experts", "routed experts / MLP", "residual / router", "attention heads" }))),
                 ("aspectmode", "manual"),
                 ("aspectratio", Obj(("x", 2.2), ("y", 1.2), ("z", 0.8))),
-                ("camera", Obj(("eye", Obj(("x", -1.2), ("y", -1.9), ("z", 0.9))))))),
-            ("legend", Obj(("title", Title(routing.Count > 0 ? "components / tokens (flows)" : "components")), ("itemsizing", "constant"))),
+                ("camera", Obj(("eye", Obj(("x", -1.35), ("y", -2.1), ("z", 1.0))))))),
+            ("legend", Obj(("title", Title(routing.Count > 0 ? "components / tokens (flows)" : "components")), ("itemsizing", "constant"), ("tracegroupgap", 2))),
             ("height", 720),
             ("margin", Obj(("l", 0), ("r", 0), ("t", 60), ("b", 40))),
             ("annotations", new[]

@@ -169,7 +169,7 @@ public static class Dashboard
         ".dsn-grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:1rem;margin-top:.8rem}" +
         ".dsn-panel{border:1px solid #ddd;border-radius:6px;padding:.5rem}" +
         ".dsn-plot{width:100%;height:440px}.dsn-missing{color:#888;font-style:italic;padding:1rem}" +
-        ".dsn-tok{padding:1px 3px;margin:0 1px;border-radius:3px;white-space:pre;font-family:ui-monospace,monospace;cursor:pointer;line-height:2}" +
+        ".dsn-tok{display:inline-block;padding:0 3px;margin:0 1px;border-radius:3px;white-space:pre;font-family:ui-monospace,monospace;cursor:pointer;line-height:2}" +
         ".dsn-tok.sel{outline:2px solid #000}.dsn-legend{display:flex;align-items:center;gap:6px;font-size:12px;margin:4px 0}" +
         ".dsn-grad{display:inline-block;width:160px;height:12px;border:1px solid #ccc;background:linear-gradient(to right,rgb(31,119,180),rgb(255,255,255),rgb(214,39,40))}" +
         "table.dsn-route{border-collapse:collapse;font-size:.85rem}table.dsn-route td,table.dsn-route th{border:1px solid #ddd;padding:2px 6px;text-align:left}" +

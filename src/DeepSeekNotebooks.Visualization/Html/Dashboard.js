@@ -14,14 +14,16 @@
 
   var N = D.tokens.length;
   var tokVis = D.tokens.map(vis);
-  var tokPlot = tokVis.map(function (t, i) { return esc(t); });
+  var tokPlot = tokVis.map(function (t) { return esc(t); });
+  // axis tick labels: shortened (the hover and the token text show the full token)
+  var tokTick = tokVis.map(function (t) { return esc(t.length > 14 ? t.slice(0, 13) + '\u2026' : t); });
   var idx = []; for (var i = 0; i < N; i++) idx.push(i);
   var CFG = { responsive: true, displaylogo: false };
   var hoverText = N <= 160;
   var state = { layer: 0, head: 0, method: 0, rlayer: 0, token: N - 1 };
 
   function tokAxis(title, reversed) {
-    var a = { title: { text: title }, tickmode: 'array', tickvals: idx, ticktext: tokPlot, automargin: true, showgrid: false };
+    var a = { title: { text: title }, tickmode: 'array', tickvals: idx, ticktext: tokTick, automargin: true, showgrid: false };
     if (reversed) a.autorange = 'reversed';
     if (N > 40) { a.tickfont = { size: 8 }; }
     return a;
@@ -131,7 +133,7 @@
     legend.appendChild(el('span', '(blue = negative, white = 0, red = positive; click a token to select it)'));
     var trace = { type: 'bar', x: idx, y: m.scores, marker: { color: m.scores.map(function (s) { return colorFor(s, max); }),
       line: { color: idx.map(function (i) { return i === state.token ? '#000' : '#999'; }), width: idx.map(function (i) { return i === state.token ? 2.5 : 0.5; }) } },
-      text: tokPlot, hovertemplate: '#%{x} %{text}<br>score = %{y:.4g}<extra></extra>' };
+      text: tokPlot, textposition: 'none', hovertemplate: '#%{x} %{text}<br>score = %{y:.4g}<extra></extra>' };
     return Plotly.react('dsn-attr-bar', [trace], { title: { text: esc(m.method) + ' attribution per token' },
       xaxis: tokAxis('token'), yaxis: { title: { text: 'attribution score' }, zeroline: true }, margin: { t: 50 } }, CFG);
   }
@@ -146,7 +148,7 @@
       tr.experts.forEach(function (e, k) { row[e] = tr.weights[k]; trow[e] = 'rank ' + (k + 1); });
       z.push(row); txt.push(trow);
     }
-    var trace = { type: 'heatmap', z: z, text: txt, y: idx, colorscale: 'YlOrRd', zmin: 0, xgap: 1, ygap: 1,
+    var trace = { type: 'heatmap', z: z, text: txt, y: idx, colorscale: 'YlOrRd', reversescale: true, zmin: 0, xgap: 1, ygap: 1,
       colorbar: { title: { text: 'routing (gate) weight; blank = not selected', side: 'right' } },
       customdata: tokPlot.map(function (t) { var a = []; for (var e = 0; e < E; e++) a.push(t); return a; }),
       hovertemplate: 'token #%{y} %{customdata}<br>expert %{x} (%{text})<br>weight = %{z:.4f}<extra></extra>' };
