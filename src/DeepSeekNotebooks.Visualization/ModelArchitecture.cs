@@ -42,6 +42,18 @@ public sealed record ModelArchitecture(
         return a;
     }
 
+    /// <summary>
+    /// The architecture of a model configuration (a plain record of the Model project; no tensors):
+    /// blocks by <c>IsMoeLayer</c>, <c>NumAttentionHeads</c>, <c>NRoutedExperts</c>, <c>NSharedExperts</c>, <c>NumExpertsPerTok</c>.
+    /// </summary>
+    public static ModelArchitecture From(DeepSeekNotebooks.Model.DeepSeekConfig config, string? name = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return Create(config.NumHiddenLayers, config.IsMoeLayer, config.NumAttentionHeads, config.NRoutedExperts,
+            config.NRoutedExperts > 0 ? config.NSharedExperts : 0, config.NRoutedExperts > 0 ? config.NumExpertsPerTok : 0,
+            name ?? $"DeepSeek-V3-style model ({config.NumHiddenLayers} blocks)");
+    }
+
     /// <summary>Indices of the MoE blocks.</summary>
     public IReadOnlyList<int> MoeLayers => Enumerable.Range(0, Layers.Count).Where(i => Layers[i] == LayerKind.Moe).ToArray();
 

@@ -22,6 +22,23 @@ public class ModelViewAndDashboardTests
     }
 
     [Fact]
+    public void ArchitectureFromConfigAndFullSizeScene()
+    {
+        // DeepSeek-V3's own shape (the config defaults): 61 blocks, first 3 dense, 128 heads, 256 routed + 1 shared, top-8.
+        var v3 = ModelArchitecture.From(new DeepSeekNotebooks.Model.DeepSeekConfig(), "DeepSeek-V3");
+        Assert.Equal(61, v3.Layers.Count);
+        Assert.Equal(58, v3.MoeLayers.Count);
+        Assert.Equal((128, 256, 1, 8), (v3.AttentionHeads, v3.RoutedExperts, v3.SharedExperts, v3.ExpertsPerToken));
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var fig = Figure(ModelView3D.Build(v3));
+        var routed = fig.GetProperty("data").EnumerateArray().First(t => Str(t, "name")!.StartsWith("routed"));
+        Assert.Equal(58 * 256, routed.GetProperty("x").GetArrayLength());
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(20), $"full-size scene took {sw.Elapsed}");
+        var tiny = ModelArchitecture.From(DeepSeekNotebooks.Model.DeepSeekConfig.TinyFullFeatured);
+        Assert.Equal(tiny.Layers.Count, DeepSeekNotebooks.Model.DeepSeekConfig.TinyFullFeatured.NumHiddenLayers);
+    }
+
+    [Fact]
     public void ModelView3DWithoutRouting()
     {
         var fig = Figure(ModelView3D.Build(SampleData.Architecture));
