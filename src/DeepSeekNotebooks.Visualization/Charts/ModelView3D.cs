@@ -81,7 +81,7 @@ public static class ModelView3D
         traces.Add(Trace3D("scatter3d",
             ("mode", "markers"), ("name", "attention heads"),
             ("x", hx.ToArray()), ("y", hy.ToArray()), ("z", hz.ToArray()),
-            ("marker", Obj(("symbol", "diamond"), ("size", 4), ("color", "#6a51a3"))),
+            ("marker", Obj(("symbol", "diamond"), ("size", L * H > 1000 ? 1.5 : 4), ("color", "#6a51a3"))),
             ("hovertext", htext.ToArray()), ("hoverinfo", "text"), ("legendgroup", "arch")));
 
         // --- dense MLPs
@@ -118,11 +118,11 @@ public static class ModelView3D
         if (moe.Count > 0)
         {
             object marker = routing.Count > 0
-                ? Obj(("size", 4), ("color", rcount.ToArray()), ("colorscale", "YlOrRd"), ("reversescale", true), ("cmin", 0.0),
+                ? Obj(("size", moe.Count * E > 2000 ? 2.5 : 4), ("color", rcount.ToArray()), ("colorscale", "YlOrRd"), ("reversescale", true), ("cmin", 0.0),
                       ("line", Obj(("color", "#888888"), ("width", 0.5))),
                       ("colorbar", Obj(("title", Obj(("text", "routed-expert colour: tokens of this input routed there"), ("side", "top"))),
                           ("orientation", "h"), ("x", 0.1), ("xanchor", "left"), ("y", 1.0), ("yanchor", "top"), ("len", 0.3), ("thickness", 12))))
-                : Obj(("size", 3), ("color", "#fd8d3c"));
+                : Obj(("size", moe.Count * E > 2000 ? 2 : 3), ("color", "#fd8d3c"));
             traces.Add(Trace3D("scatter3d",
                 ("mode", "markers"), ("name", $"routed experts ({E} per MoE layer, top-{arch.ExpertsPerToken})"),
                 ("x", rx.ToArray()), ("y", ry.ToArray()), ("z", rz.ToArray()),
