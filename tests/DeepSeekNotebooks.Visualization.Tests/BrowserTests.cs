@@ -16,7 +16,9 @@ public class BrowserTests : IClassFixture<ChromiumFixture>, IDisposable
 {
     private readonly ChromiumFixture _fx;
     private readonly ITestOutputHelper _out;
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), $"dsn-browser-{Guid.NewGuid():N}");
+    // DSN_BROWSER_PAGES=<dir> keeps the generated pages there (for debugging in a real browser).
+    private static readonly string? s_keep = Environment.GetEnvironmentVariable("DSN_BROWSER_PAGES");
+    private readonly string _dir = string.IsNullOrEmpty(s_keep) ? Path.Combine(Path.GetTempPath(), $"dsn-browser-{Guid.NewGuid():N}") : s_keep;
 
     public BrowserTests(ChromiumFixture fx, ITestOutputHelper output)
     {
@@ -24,7 +26,11 @@ public class BrowserTests : IClassFixture<ChromiumFixture>, IDisposable
         Directory.CreateDirectory(_dir);
     }
 
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
+    public void Dispose()
+    {
+        if (!string.IsNullOrEmpty(s_keep)) return;
+        try { Directory.Delete(_dir, true); } catch (IOException) { }
+    }
 
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
@@ -60,7 +66,7 @@ public class BrowserTests : IClassFixture<ChromiumFixture>, IDisposable
 
     private void AssertClean(PageRun run, string what)
     {
-        _out.WriteLine($"{what}: ready after {run.Ready.TotalSeconds:0.00} s, total {run.Elapsed.TotalSeconds:0.00} s in {_fx.Browser?.Version} (browser start {_fx.StartTime.TotalSeconds:0.00} s)");
+        _out.WriteLine($"{what}: ready after {run.Ready.TotalSeconds:0.00} s, total {run.Elapsed.TotalSeconds:0.00} s, browser CPU {run.BrowserCpuSeconds:0.00} s in {_fx.Browser?.Version} (browser start {_fx.StartTime.TotalSeconds:0.00} s)");
         Assert.True(run.Errors.Count == 0, $"{what}: JavaScript/console/CSP errors:\n" + string.Join("\n", run.Errors));
         Assert.True(run.NetworkRequests.Count == 0, $"{what}: network requests attempted:\n" + string.Join("\n", run.NetworkRequests));
         Assert.True(run.Dialogs.Count == 0, $"{what}: dialogs opened (injected script ran?): " + string.Join(", ", run.Dialogs));

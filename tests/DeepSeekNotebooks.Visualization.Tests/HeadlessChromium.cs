@@ -14,7 +14,8 @@ internal sealed record PageRun(
     IReadOnlyList<string> NetworkRequests,   // every request to something other than file:, data:, blob:, about:
     IReadOnlyList<string> Dialogs,           // alert()/confirm()/prompt() opened
     TimeSpan Ready,                          // navigation start → ready expression true
-    TimeSpan Elapsed);
+    TimeSpan Elapsed,
+    double BrowserCpuSeconds);               // CPU used by Chromium's process tree for this page
 
 /// <summary>
 /// Debian's Chromium, headless, driven over the DevTools protocol (System.Net.WebSockets): one browser process per
@@ -35,6 +36,32 @@ internal sealed class HeadlessChromium : IAsyncDisposable
     private HeadlessChromium(Process process, string userDataDir) { _process = process; _userDataDir = userDataDir; }
 
     public string Executable { get; private init; } = "";
+
+    /// <summary>
+    /// CPU seconds (user + system, including reaped children) used so far by the browser's process tree, read from
+    /// /proc (Linux; 0 elsewhere). Load-independent, unlike wall time on a shared machine.
+    /// </summary>
+    public double CpuSeconds()
+    {
+        if (!Directory.Exists("/proc")) return 0;
+        var stats = new Dictionary<int, (int PPid, long Ticks)>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid)) continue;
+            try
+            {
+                string st = File.ReadAllText(Path.Combine(dir, "stat"));
+                var f = st[(st.LastIndexOf(')') + 2)..].Split(' ');   // fields from 3 (state) on
+                stats[pid] = (int.Parse(f[1]), long.Parse(f[11]) + long.Parse(f[12]) + long.Parse(f[13]) + long.Parse(f[14]));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException) { }
+        }
+        long total = 0;
+        foreach (var (pid, (_, ticks)) in stats)
+            for (int p = pid, depth = 0; p > 1 && depth < 16 && stats.ContainsKey(p); p = stats[p].PPid, depth++)
+                if (p == _process.Id) { total += ticks; break; }
+        return total / 100.0; // USER_HZ
+    }
     public string Version { get; private set; } = "";
 
     /// <summary>chromium on PATH (Debian: /usr/bin/chromium), or $CHROMIUM.</summary>
@@ -166,6 +193,7 @@ internal sealed class HeadlessChromium : IAsyncDisposable
         int width = 1400, int height = 1000, string? screenshotPath = null)
     {
         var sw = Stopwatch.StartNew();
+        double cpu0 = CpuSeconds();
         var target = await SendAsync("Target.createTarget", new JsonObject { ["url"] = "about:blank" });
         string targetId = target.GetProperty("targetId").GetString()!;
         var attach = await SendAsync("Target.attachToTarget", new JsonObject { ["targetId"] = targetId, ["flatten"] = true });
@@ -228,7 +256,7 @@ internal sealed class HeadlessChromium : IAsyncDisposable
                             dialogs.Add(p.GetProperty("message").GetString() ?? ""); break;
                     }
                 }
-            return new PageRun(result, errors, requests, dialogs, readyAfter, sw.Elapsed);
+            return new PageRun(result, errors, requests, dialogs, readyAfter, sw.Elapsed, CpuSeconds() - cpu0);
         }
         finally
         {
@@ -274,11 +302,24 @@ public sealed class ChromiumFixture : IAsyncLifetime
             bool apt = File.Exists("/usr/bin/apt-get");
             if (script is not null && apt)
             {
-                var p = Process.Start(new ProcessStartInfo("bash", new[] { script }) { RedirectStandardError = true, RedirectStandardOutput = true })!;
-                string err = await p.StandardError.ReadToEndAsync();
-                await p.WaitForExitAsync();
+                string outcome;
+                try
+                {
+                    using var p = Process.Start(new ProcessStartInfo("bash", new[] { script }) { RedirectStandardError = true, RedirectStandardOutput = true })!;
+                    var stdout = p.StandardOutput.ReadToEndAsync();
+                    string err = await p.StandardError.ReadToEndAsync();
+                    await p.WaitForExitAsync();
+                    await stdout;
+                    outcome = $"exit {p.ExitCode}: {err}";
+                }
+                catch (Exception e) { outcome = e.Message; }
                 exe = HeadlessChromium.FindExecutable();
-                if (exe is null) { Problem = $"Chromium not found and `bash {script}` failed (exit {p.ExitCode}): {err}"; return; }
+                if (exe is null)
+                {
+                    Problem = $"Chromium not found on PATH and installing it with `bash {script}` failed ({outcome}). "
+                            + "Install Debian's chromium (sudo apt-get install chromium chromium-driver) or set CHROMIUM=<path>.";
+                    return;
+                }
             }
             else
             {
