@@ -34,6 +34,7 @@ public static class Program
         root.Subcommands.Add(TraceCommand.Create());
         root.Subcommands.Add(AttributeCommand.Create());
         root.Subcommands.Add(RolloutCommand.Create());
+        root.Subcommands.Add(DashboardCommand.Create());
         root.Subcommands.Add(ReportCommand.Create());
         return root;
     }

@@ -78,5 +78,18 @@ public class AnalysisCommandTests : IDisposable
         Assert.Empty(Directory.GetFiles(_tmp));
     }
 
+    [Fact]
+    public void Dashboard_WritesOneSelfContainedPage()
+    {
+        var output = Path.Combine(_tmp, "dash.html");
+        Assert.Equal(0, Cli("dashboard", "--checkpoint", Hf, "--input-ids", "303,211,294,53", "--out", output));
+        var html = File.ReadAllText(output);
+        Assert.Contains("#303", html);
+        Assert.Contains("integrated_gradients", html);
+        Assert.DoesNotMatch(ReportTestSupport.RemoteScriptSource(), html);
+        Assert.Equal(2, Cli("dashboard", "--checkpoint", Hf, "--out", Path.Combine(_tmp, "none.html")));  // neither ids nor text
+        Assert.Single(Directory.GetFiles(_tmp));
+    }
+
     public void Dispose() => Directory.Delete(_tmp, true);
 }

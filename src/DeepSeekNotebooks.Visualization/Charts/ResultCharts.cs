@@ -41,6 +41,28 @@ public static class ResultCharts
         ExpertCharts.RoutingSankey(s.Tokens, s.Routing.Select(r => r.Experts).ToArray(), s.Routing.Select(r => r.Weights).ToArray(),
             s.Routing.Select(r => r.Layer).ToArray());
 
+    /// <summary>The routing of a traced sequence in the form the 3D view and the dashboard take.</summary>
+    public static IReadOnlyList<RoutingLayer> Routing(TraceSnapshot s) =>
+        s.Routing.Select(r => RoutingLayer.From(r.Layer, r.Experts, r.Weights)).ToArray();
+
+    /// <summary>The 3D architecture view with this sequence's routing drawn as flows.</summary>
+    public static GenericChart ModelView(DeepSeekNotebooks.Model.DeepSeekConfig config, TraceSnapshot s, string? title = null) =>
+        ModelView3D.Build(ModelArchitecture.From(config), s.Tokens, Routing(s), title);
+
+    /// <summary>
+    /// Everything the one-file dashboard shows for one input: attention and routing from the trace, the rollout, and
+    /// per-token scores of each attribution (by method name).
+    /// </summary>
+    public static DashboardData Dashboard(string title, TraceSnapshot s, RolloutResult? rollout = null, IEnumerable<AttributionResult>? attributions = null)
+    {
+        float[][]? roll = rollout is null ? null
+            : Enumerable.Range(0, rollout.SequenceLength).Select(rollout.Row).ToArray();
+        var attention = s.Attention.Select(layer => layer.Select(head =>
+            Enumerable.Range(0, head.GetLength(0)).Select(q => Enumerable.Range(0, head.GetLength(1)).Select(k => head[q, k]).ToArray()).ToArray()).ToArray()).ToArray();
+        var scores = attributions?.ToDictionary(a => a.Method, a => a.TokenSums.Select(v => (double)v).ToArray());
+        return new DashboardData(title, s.Tokens, attention, roll, scores, Routing(s), s.RoutedExperts);
+    }
+
     private static string TargetText(AttributionResult r) =>
         r.Target.TokenId is { } t ? $"{r.Target.Kind} of token {t} at position {r.Target.Position}" : $"{r.Target.Name} at position {r.Target.Position}";
 }
