@@ -14,6 +14,7 @@ public class NotebookSeriesTests
     private static readonly Dictionary<string, int> ExpectedCharts = new()
     {
         ["00-quickstart"] = 5,
+        ["01-architecture"] = 3,
         ["03-attribution"] = 4,
         ["10-your-own-checkpoint"] = 2,
     };
