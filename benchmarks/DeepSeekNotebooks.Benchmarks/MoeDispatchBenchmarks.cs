@@ -1,0 +1,139 @@
+using BenchmarkDotNet.Attributes;
+using DeepSeekNotebooks.Model;
+using DeepSeekNotebooks.Model.Modules;
+using DeepSeekNotebooks.Model.Native;
+using static TorchSharp.torch;
+
+namespace DeepSeekNotebooks.Benchmarks;
+
+/// <summary>
+/// MoE layer forward (routed experts only, float32, 512 tokens): the seed's per-token loop, the official reference's
+/// per-expert gather/scatter, and the kit's sort-by-expert dispatch — next to a large fp32 GEMM measuring this CPU's peak.
+/// </summary>
+public class MoeDispatchBenchmarks
+{
+    [Params("bundled", "v2lite")] public string Shape { get; set; } = "bundled";
+    private const int Tokens = 512;
+
+    private MoE _moe = null!;
+    private Tensor _x = null!, _weights = null!, _indices = null!, _a = null!, _b = null!;
+    private DeepSeekConfig _c = null!;
+
+    internal static DeepSeekConfig ConfigFor(string shape) => shape == "v2lite"
+        ? new DeepSeekConfig
+        {
+            VocabSize = 1024, HiddenSize = 2048, IntermediateSize = 10944, MoeIntermediateSize = 1408, NumHiddenLayers = 2, FirstKDenseReplace = 1,
+            NumAttentionHeads = 16, NRoutedExperts = 64, NSharedExperts = 2, NumExpertsPerTok = 6, NGroup = 1, TopkGroup = 1,
+            ScoringFunc = "softmax", TopkMethod = "greedy", NormTopkProb = false, RoutedScalingFactor = 1.0, QLoraRank = null, KvLoraRank = 512,
+            QkNopeHeadDim = 128, QkRopeHeadDim = 64, VHeadDim = 128, RopeScaling = null, MaxPositionEmbeddings = 4096,
+        }
+        : BundledShape();
+
+    internal static DeepSeekConfig BundledShape()
+    {
+        var dir = DeepSeekNotebooks.Model.Checkpoints.BundledModel.DefaultCheckpoint();
+        return DeepSeekConfig.Load(Path.Combine(dir, "config.json"));
+    }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        TorchRuntime.EnsureLoaded();
+        _c = ConfigFor(Shape);
+        manual_seed(0);
+        _moe = new MoE("ffn", _c, 1);
+        using (no_grad())
+            foreach (var p in _moe.parameters()) p.normal_(0, 0.02);
+        _x = randn(Tokens, _c.HiddenSize);
+        using (no_grad())
+        {
+            var routing = _moe.Gate.forward(_x); // warm
+            var logits = randn(Tokens, _c.NRoutedExperts);
+            var top = logits.softmax(-1).topk(_c.NumExpertsPerTok, -1);
+            _weights = top.values.contiguous();
+            _indices = top.indexes.contiguous();
+        }
+        // The three implementations must agree before any of them is timed.
+        using (var loop = Loop()) using (var gather = Gather()) using (var sort = _moe.Dispatch(_x, new Routing(_weights, _indices, _weights)))
+        {
+            var d1 = (loop - sort).abs().max().item<float>();
+            var d2 = (gather - sort).abs().max().item<float>();
+            if (d1 > 1e-4 || d2 > 1e-4) throw new InvalidOperationException($"dispatch implementations disagree: loop {d1}, gather {d2}");
+        }
+        _a = randn(2048, 2048);
+        _b = randn(2048, 2048);
+    }
+
+    /// <summary>FLOPs: 3 GEMMs of 2·d·w per routed (token, expert) pair; 2·n³ for the matmul.</summary>
+    public static double? FlopsOf(string method, object[] p)
+    {
+        if (method == nameof(GemmPeak2048)) return 2.0 * 2048 * 2048 * 2048;
+        var c = ConfigFor((string)p[0]);
+        return 3.0 * 2 * c.HiddenSize * c.MoeIntermediateSize * Tokens * c.NumExpertsPerTok;
+    }
+
+    [Benchmark(Description = "fp32 GEMM 2048³ (peak)")]
+    public void GemmPeak2048()
+    {
+        using var y = _a.matmul(_b);
+        Measure.PeakRss(new object[] { Shape });
+    }
+
+    [Benchmark(Description = "per-token loop")]
+    public void PerTokenLoop()
+    {
+        using (var y = Loop()) { }
+        Measure.PeakRss(new object[] { Shape });
+    }
+
+    private Tensor Loop()
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var y = zeros_like(_x);
+        var idx = _indices.data<long>().ToArray();
+        int k = _c.NumExpertsPerTok;
+        for (int t = 0; t < Tokens; t++)
+        {
+            using var inner = NewDisposeScope();
+            var xt = _x.narrow(0, t, 1);
+            for (int j = 0; j < k; j++)
+                y.narrow(0, t, 1).add_(_moe.Experts[(int)idx[t * k + j]].forward(xt) * _weights[t, j]);
+        }
+        return y.MoveToOuterDisposeScope();
+    }
+
+    [Benchmark(Description = "per-expert gather/scatter (reference)")]
+    public void PerExpertGatherScatter()
+    {
+        using (var y = Gather()) { }
+        Measure.PeakRss(new object[] { Shape });
+    }
+
+    private Tensor Gather()
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var y = zeros_like(_x);
+        var counts = bincount(_indices.flatten(), minlength: _c.NRoutedExperts).data<long>().ToArray();
+        for (int e = 0; e < _c.NRoutedExperts; e++)
+        {
+            if (counts[e] == 0) continue;
+            using var inner = NewDisposeScope();
+            var hits = nonzero(_indices.eq(e));   // [n, 2]: (token, slot), as torch.where(indices == i)
+            var idx = hits.select(1, 0);
+            var top = hits.select(1, 1);
+            var weight = _weights[idx, top].unsqueeze(1);
+            y.index_add_(0, idx, _moe.Experts[e].forward(_x.index_select(0, idx)) * weight, 1);
+        }
+        return y.MoveToOuterDisposeScope();
+    }
+
+    [Benchmark(Baseline = true, Description = "sort-by-expert dispatch (kit)")]
+    public void SortDispatch()
+    {
+        using var _ = no_grad();
+        using var y = _moe.Dispatch(_x, new Routing(_weights, _indices, _weights));
+        Measure.PeakRss(new object[] { Shape });
+    }
+}
