@@ -43,7 +43,9 @@ public static class DeepSeekNotebooksFormatters
             writer.Write(ChartHtml.Fragment(Charts.ResultCharts.Rollout(r))), HtmlMime);
         Formatter.Register<DeepSeekNotebooks.Analysis.Tracing.TraceSnapshot>((s, writer) =>
             writer.Write(ChartHtml.Fragment(Charts.ResultCharts.Attention(s))), HtmlMime);
-        foreach (var t in new[] { typeof(GenericChart), typeof(TokenAttributionView), typeof(HtmlReport),
+        // DataFrames (Microsoft.Data.Analysis) as a plain HTML table; without this the default formatter shows an object tree.
+        Formatter.Register<Microsoft.Data.Analysis.DataFrame>((df, writer) => writer.Write(DataFrameHtml(df)), HtmlMime);
+        foreach (var t in new[] { typeof(GenericChart), typeof(TokenAttributionView), typeof(HtmlReport), typeof(Microsoft.Data.Analysis.DataFrame),
                      typeof(DeepSeekNotebooks.Analysis.Attribution.AttributionResult), typeof(DeepSeekNotebooks.Analysis.Attention.RolloutResult),
                      typeof(DeepSeekNotebooks.Analysis.Tracing.TraceSnapshot) })
             Formatter.SetPreferredMimeTypesFor(t, HtmlMime);
@@ -56,6 +58,38 @@ public static class DeepSeekNotebooksFormatters
     internal const string PlainMime = "text/plain";
 
     private static string ChartHtmlWithPlotly(HtmlReport r) => PlotlyJs.InlineScriptTag(skipIfLoaded: true) + r.ToHtml();
+
+    /// <summary>
+    /// A DataFrame as an HTML table: column names as headers, the first <paramref name="maxRows"/> rows (numbers to 4
+    /// significant digits, invariant culture), and a line saying how many rows were left out. All text is escaped.
+    /// </summary>
+    public static string DataFrameHtml(Microsoft.Data.Analysis.DataFrame frame, int maxRows = 30)
+    {
+        ArgumentNullException.ThrowIfNull(frame);
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        string Cell(object? v) => v switch
+        {
+            null => "",
+            double d => d.ToString("G4", inv),
+            float f => f.ToString("G4", inv),
+            IFormattable x => x.ToString(null, inv),
+            _ => v.ToString() ?? "",
+        };
+        const string cell = "padding:2px 8px;border-bottom:1px solid #ddd;text-align:right;font-family:monospace";
+        var sb = new StringBuilder("<table class=\"dsn-frame\" style=\"border-collapse:collapse;font-size:13px\"><thead><tr>");
+        foreach (var c in frame.Columns) sb.Append($"<th style=\"{cell};border-bottom:2px solid #999\">").Append(HtmlText.Escape(c.Name)).Append("</th>");
+        sb.Append("</tr></thead><tbody>");
+        long shown = Math.Min(frame.Rows.Count, Math.Max(0, maxRows));
+        for (long r = 0; r < shown; r++)
+        {
+            sb.Append("<tr>");
+            foreach (var c in frame.Columns) sb.Append($"<td style=\"{cell}\">").Append(HtmlText.Escape(Cell(c[r]))).Append("</td>");
+            sb.Append("</tr>");
+        }
+        sb.Append("</tbody></table>");
+        if (frame.Rows.Count > shown) sb.Append($"<p><i>… {frame.Rows.Count - shown} more rows ({frame.Rows.Count} in all)</i></p>");
+        return sb.ToString();
+    }
 
     /// <summary>Plain-text description: trace types and title, e.g. <c>GenericChart [heatmap] "Attention"</c>.</summary>
     public static string Describe(GenericChart chart)
