@@ -15,6 +15,9 @@ public class NotebookSeriesTests
     {
         ["00-quickstart"] = 5,
         ["03-attribution"] = 4,
+        ["05-expert-diagnostics"] = 10,
+        ["06-surrogate-tree"] = 4,
+        ["07-representations"] = 7,
     };
 
     private static string Root()
