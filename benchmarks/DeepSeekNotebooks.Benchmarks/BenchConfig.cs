@@ -12,6 +12,8 @@ public sealed class BenchConfig : ManualConfig
 {
     public BenchConfig()
     {
+        AddLogger(BenchmarkDotNet.Loggers.ConsoleLogger.Default);
+        AddExporter(BenchmarkDotNet.Exporters.MarkdownExporter.GitHub);
         AddJob(Job.Default.WithLaunchCount(1).WithWarmupCount(2).WithIterationCount(7).WithInvocationCount(1).WithUnrollFactor(1));
         AddDiagnoser(MemoryDiagnoser.Default);
         AddColumn(StatisticColumn.Median, new FlopsColumn(), new PeakRssColumn());

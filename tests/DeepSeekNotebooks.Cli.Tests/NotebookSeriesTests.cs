@@ -16,6 +16,9 @@ public class NotebookSeriesTests
         ["00-quickstart"] = 5,
         ["01-architecture"] = 3,
         ["03-attribution"] = 4,
+        ["05-expert-diagnostics"] = 10,
+        ["06-surrogate-tree"] = 4,
+        ["07-representations"] = 7,
         ["10-your-own-checkpoint"] = 2,
     };
 

@@ -31,6 +31,20 @@ public class GeneralChartsTests
         Assert.Equal("bar", ChartAssert.Str(ChartAssert.Trace(fig, 1), "type"));
         ChartAssert.HostileSafe(chart);
     }
+
+    [Fact]
+    public void Heatmap_LabelsRowsColumnsAndCentresDivergingScale()
+    {
+        var chart = GeneralCharts.Heatmap("Restored", "position", "layer", new[] { "a", "b" }, new[] { "L0", "L1", "<img src=x onerror=alert(1)>" },
+            new double[,] { { 0.1, -0.5 }, { 1, 0 }, { 0.2, double.NaN } }, "restored fraction", diverging: true);
+        ChartAssert.Basics(chart, "heatmap", "Restored", "position", "layer", "restored fraction");
+        var t = ChartAssert.Trace(ChartAssert.Figure(chart));
+        Assert.Equal(0.0, t.GetProperty("zmid").GetDouble());
+        Assert.Equal(-1.0, t.GetProperty("zmin").GetDouble());
+        Assert.Equal(1.0, t.GetProperty("zmax").GetDouble());
+        ChartAssert.HostileSafe(chart);
+        Assert.Throws<ArgumentException>(() => GeneralCharts.Heatmap("t", "x", "y", new[] { "a" }, new[] { "r" }, new double[1, 2], "v"));
+    }
 }
 
 public class DataFrameHtmlTests

@@ -75,4 +75,21 @@ public class InteractiveTests
         string csproj = File.ReadAllText(Path.Combine(proj, "DeepSeekNotebooks.Visualization.csproj"));
         Assert.Contains("PackagePath=\"interactive-extensions/dotnet\"", csproj);
     }
+
+    [Fact]
+    public void DataFramesRenderAsEscapedHtmlTables()
+    {
+        DeepSeekNotebooksFormatters.Register();
+        var df = new Microsoft.Data.Analysis.DataFrame(
+            new Microsoft.Data.Analysis.StringDataFrameColumn("token", new[] { "<img src=x onerror=alert(1)>", "b", "c" }),
+            new Microsoft.Data.Analysis.DoubleDataFrameColumn("value", new[] { 0.123456789, 2.0, double.NaN }));
+        Assert.Equal("text/html", Formatter.GetPreferredMimeTypesFor(df.GetType()).First());
+        var html = df.ToDisplayString("text/html");
+        Assert.Contains("<table", html);
+        Assert.Contains("<th", html);
+        Assert.Contains("0.1235", html);
+        ChartAssert.NoRawHostile(html);
+        var cut = DeepSeekNotebooks.Visualization.Html.DataFrameHtml.ToHtml(df, maxRows: 2);
+        Assert.Contains("1 more rows (3 in all)", cut);
+    }
 }

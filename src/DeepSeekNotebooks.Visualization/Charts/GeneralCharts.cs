@@ -44,4 +44,30 @@ public static class GeneralCharts
             ("yaxis", Axis(yTitle)),
             ("legend", Obj(("title", Title("series")))));
     }
+
+    /// <summary>
+    /// A heatmap of <paramref name="z"/>[row, column] with labelled rows and columns; <paramref name="diverging"/> centres a
+    /// blue–white–red scale on 0 (for signed values); <paramref name="showValues"/> writes each cell's value.
+    /// </summary>
+    public static GenericChart Heatmap(string title, string xTitle, string yTitle, IReadOnlyList<string> columns, IReadOnlyList<string> rows,
+        double[,] z, string valueLabel, bool diverging = false, bool tokenLabels = false, bool showValues = false)
+    {
+        RequireLength(rows.Count, z.GetLength(0), "z rows");
+        RequireLength(columns.Count, z.GetLength(1), "z columns");
+        double max = 0;
+        foreach (var v in z) if (double.IsFinite(v)) max = Math.Max(max, Math.Abs(v));
+        var trace = Trace2D("heatmap",
+            ("z", Rows(z)),
+            ("hovertemplate", "row %{y}, column %{x}<br>" + T(valueLabel) + " = %{z:.4g}<extra></extra>"),
+            ("colorscale", diverging ? Diverging : "Viridis"),
+            ("zmid", diverging ? 0.0 : null),
+            ("zmin", diverging ? -Math.Max(max, 1e-12) : null),
+            ("zmax", diverging ? Math.Max(max, 1e-12) : null),
+            ("texttemplate", showValues ? "%{z:.2f}" : null),
+            ("colorbar", ColorBar(valueLabel)));
+        return Chart(new[] { trace }, title,
+            ("xaxis", LabelledAxis(xTitle, columns, tokens: tokenLabels, ("tickangle", -45))),
+            ("yaxis", LabelledAxis(yTitle, rows, tokens: false, ("autorange", "reversed"))),
+            ("height", Math.Clamp(220 + 30 * rows.Count, 380, 1000)));
+    }
 }
