@@ -14,6 +14,7 @@ public static class Program
         var root = new RootCommand("DeepSeekNotebooks: interpretability tooling for DeepSeek-V3-style MoE models.");
         root.Subcommands.Add(TraceCommand.Create());
         root.Subcommands.Add(ReportCommand.Create());
+        root.Subcommands.Add(TrainCommand.Create());
         return root;
     }
 }
