@@ -28,12 +28,15 @@ public static class Evaluation
         var result = new Dictionary<string, double>();
         using var _ = no_grad();
         foreach (var domain in Domains.All.Where(d => data.Stream(d, split).Length > 2))
-        {
-            var b = data.EvaluationWindows(domain, split, windows, Math.Min(seq, data.Stream(domain, split).Length - 1));
-            result[domain] = BatchLoss(model, b);
-        }
+            result[domain] = BatchLoss(model, Windows(data, domain, split, windows, seq));
         return result;
     }
+
+    /// <summary>Evaluation rows of a domain: stream windows, or for instruction pairs answer-only packed rows (<see cref="TokenizedCorpus.InstructionWindows"/>).</summary>
+    public static Batch Windows(TokenizedCorpus data, string domain, string split, int windows, int seq) =>
+        domain == Domains.Instruct && data.Pairs(split).Count > 0
+            ? data.InstructionWindows(split, windows, seq)
+            : data.EvaluationWindows(domain, split, windows, Math.Min(seq, data.Stream(domain, split).Length - 1));
 
     private static double BatchLoss(DeepSeekModel model, Batch b)
     {
@@ -131,8 +134,7 @@ public static class Evaluation
         using (no_grad())
             foreach (var d in domains)
             {
-                var stream = data.Stream(d, Splits.Validation);
-                var b = data.EvaluationWindows(d, Splits.Validation, run.FinalEvalWindows, Math.Min(seq, stream.Length - 1));
+                var b = Windows(data, d, Splits.Validation, run.FinalEvalWindows, seq);
                 double modelLoss = BatchLoss(model, b);
                 perDomain[d] = new JsonObject
                 {
@@ -167,7 +169,7 @@ public static class Evaluation
         {
             ["validation_loss_by_domain"] = perDomain,
             ["moe_layers"] = layers,
-            ["notes"] = "losses in nats/token on the first windows (128 tokens) of each domain's validation stream; unigram_domain uses that domain's training-token frequencies, unigram_global all training tokens (add-1/2 smoothing). domain_expert_fraction: share of a domain's (token, top-k slot) selections going to each expert. NMI = 2 I(domain; expert) / (H(domain) + H(expert)) over all selections. MaxVio = (max load - mean load) / mean load over all validation selections.",
+            ["notes"] = "losses in nats/token on the first windows (128 tokens) of each domain's validation stream (instruct: packed validation pairs, answer tokens only, as trained in stage 3); unigram_domain uses that domain's training-token frequencies, unigram_global all training tokens (add-1/2 smoothing). domain_expert_fraction: share of a domain's (token, top-k slot) selections going to each expert. NMI = 2 I(domain; expert) / (H(domain) + H(expert)) over all selections. MaxVio = (max load - mean load) / mean load over all validation selections.",
         };
     }
 }

@@ -86,6 +86,37 @@ public sealed class TokenizedCorpus
         return new Batch(inputs, targets, mask, Enumerable.Repeat(domain, b).ToArray(), b, s);
     }
 
+    /// <summary>
+    /// Fixed evaluation rows of instruction pairs of a split, packed in corpus order as in training ([eos] prompt answer prompt
+    /// answer …) with only answer tokens counted: the loss stage 3 optimises.
+    /// </summary>
+    public Batch InstructionWindows(string split, int windows, int s)
+    {
+        var pairs = Pairs(split);
+        var inputs = new long[windows * s];
+        var targets = new long[windows * s];
+        var mask = new float[windows * s];
+        int next = 0;
+        for (int row = 0; row < windows; row++)
+        {
+            var tokens = new List<long> { EosId };
+            var counted = new List<bool> { false };
+            while (tokens.Count < s + 1 && pairs.Count > 0)
+            {
+                var (prompt, answer, _) = pairs[next++ % pairs.Count];
+                foreach (var t in prompt) { tokens.Add(t); counted.Add(false); }
+                foreach (var t in answer) { tokens.Add(t); counted.Add(true); }
+            }
+            for (int i = 0; i < s; i++)
+            {
+                inputs[row * s + i] = tokens[i];
+                targets[row * s + i] = tokens[i + 1];
+                mask[row * s + i] = counted[i + 1] ? 1 : 0;
+            }
+        }
+        return new Batch(inputs, targets, mask, Enumerable.Repeat(Corpus.Domains.Instruct, windows).ToArray(), windows, s);
+    }
+
     private void FillWindow(long[] stream, long start, int s, long[] inputs, long[] targets, float[] mask, int offset)
     {
         if (stream.Length < 2) throw new CorpusException("a domain's token stream is too short to train on");

@@ -110,7 +110,7 @@ public sealed record TrainingOptions
     };
 
     /// <summary>The default three-stage recipe (base → domain → instruct).</summary>
-    public static IReadOnlyList<StageOptions> DefaultStages(long seed = 1234, int baseSteps = 800, int domainSteps = 250, int instructSteps = 400) => new[]
+    public static IReadOnlyList<StageOptions> DefaultStages(long seed = 1234, int baseSteps = 400, int domainSteps = 100, int instructSteps = 300) => new[]
     {
         new StageOptions
         {
@@ -126,7 +126,7 @@ public sealed record TrainingOptions
         },
         new StageOptions
         {
-            Name = "instruct", Steps = instructSteps, BatchSize = 16, SequenceLength = 48, LearningRate = 1e-3, WarmupSteps = Math.Min(10, instructSteps / 5),
+            Name = "instruct", Steps = instructSteps, BatchSize = 16, SequenceLength = 48, LearningRate = 2e-3, WarmupSteps = Math.Min(10, instructSteps / 5),
             DomainWeights = new Dictionary<string, double> { [Domains.Instruct] = 0.8, [Domains.Prose] = 0.05, [Domains.Arithmetic] = 0.05, [Domains.Code] = 0.05, [Domains.Records] = 0.05 },
             AnswerOnlyLoss = true, Seed = seed + 3,
         },
