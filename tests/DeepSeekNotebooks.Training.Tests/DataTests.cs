@@ -141,3 +141,26 @@ internal static class TestPaths
         }
     }
 }
+
+public class ShippedCheckpointTests
+{
+    [Fact]
+    public void Bundled_trained_checkpoint_loads_and_records_its_training()
+    {
+        var dir = Path.Combine(TestPaths.RepoRoot, "data", "checkpoints", "deepseek-tiny-moe");
+        if (!Directory.Exists(dir)) return; // not shipped on this branch state
+        long bytes = Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
+        Assert.True(bytes <= 20L * 1024 * 1024, $"checkpoint is {bytes} bytes");
+        using var ckpt = DeepSeekNotebooks.Model.Checkpoints.Checkpoint.Load(dir);
+        Assert.NotNull(ckpt.Tokenizer);
+        Assert.Equal("noaux_tc", ckpt.Config.TopkMethod);
+        var training = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "training.json")))!;
+        foreach (var key in new[] { "command", "seed", "git_commit", "threads", "metrics" }) Assert.NotNull(training[key]);
+        var header = File.ReadLines(Path.Combine(dir, "telemetry", "steps.csv")).First().Split(',');
+        Assert.Contains("maxvio_L1", header);
+        Assert.Contains("grad_norm_router", header);
+        var losses = training["metrics"]!["final"]!["validation_loss_by_domain"]!.AsObject();
+        foreach (var (domain, v) in losses)
+            Assert.True(v!["model"]!.GetValue<double>() < v["unigram_domain"]!.GetValue<double>(), $"{domain}: model must beat the unigram baseline");
+    }
+}

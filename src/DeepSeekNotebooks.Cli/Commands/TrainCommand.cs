@@ -124,7 +124,8 @@ public static class TrainCommand
         var metadata = new Dictionary<string, string>
         {
             ["command"] = s.CommandLine,
-            ["git_commit"] = GitCommit(),
+            ["git_commit"] = Git("rev-parse HEAD"),
+            ["git_tracked_changes"] = Git("status --porcelain --untracked-files=no") is var dirty && dirty.Length == 0 ? "none" : dirty.Replace('\n', ';'),
             ["corpus_manifest_sha256"] = TryManifestHash(s.CorpusDir),
             ["started_utc"] = DateTime.UtcNow.ToString("o"),
         };
@@ -181,11 +182,11 @@ public static class TrainCommand
         return Directory.GetCurrentDirectory();
     }
 
-    private static string GitCommit()
+    private static string Git(string arguments)
     {
         try
         {
-            var psi = new ProcessStartInfo("git", "rev-parse HEAD") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            var psi = new ProcessStartInfo("git", arguments) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             using var p = Process.Start(psi)!;
             var text = p.StandardOutput.ReadToEnd().Trim();
             p.WaitForExit();

@@ -110,7 +110,7 @@ public sealed record TrainingOptions
     };
 
     /// <summary>The default three-stage recipe (base → domain → instruct).</summary>
-    public static IReadOnlyList<StageOptions> DefaultStages(long seed = 1234, int baseSteps = 400, int domainSteps = 100, int instructSteps = 300) => new[]
+    public static IReadOnlyList<StageOptions> DefaultStages(long seed = 1234, int baseSteps = 1000, int domainSteps = 250, int instructSteps = 600) => new[]
     {
         new StageOptions
         {
