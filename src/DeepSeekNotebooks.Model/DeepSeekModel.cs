@@ -49,7 +49,9 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
         {
             if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1);
             else if (name.EndsWith("gate.bias", StringComparison.Ordinal)) p.zero_();
-            else nn.init.normal_(p, 0, 0.02, generator);
+            // TorchSharp 0.107's nn.init.normal_ ignores its generator argument, so a seeded init draws from the generator directly.
+            else if (generator is not null) p.copy_(randn(p.shape, dtype: p.dtype, generator: generator).mul_(0.02));
+            else nn.init.normal_(p, 0, 0.02);
         }
         model.eval();
         return model;

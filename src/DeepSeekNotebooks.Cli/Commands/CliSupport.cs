@@ -2,6 +2,7 @@ using System.CommandLine;
 using DeepSeekNotebooks.Model;
 using DeepSeekNotebooks.Model.Checkpoints;
 using DeepSeekNotebooks.Model.Native;
+using Training = DeepSeekNotebooks.Training;
 
 namespace DeepSeekNotebooks.Cli.Commands;
 
@@ -49,7 +50,7 @@ internal static class CliSupport
             return 2;
         }
         catch (Exception e) when (e is ConfigException or CheckpointException or CheckpointFormatException or ArgumentException
-                                      or TorchLoadException or IOException or InvalidDataException or UnauthorizedAccessException)
+                                      or TorchLoadException or Training.Corpus.CorpusException or Training.Training.TrainingOptionsException or IOException or InvalidDataException or UnauthorizedAccessException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 1;

@@ -6,11 +6,14 @@ public static class BundledModel
     /// <summary>Environment variable that overrides the default checkpoint directory (notebooks and the CLI read it).</summary>
     public const string CheckpointVariable = "DEEPSEEK_CHECKPOINT";
 
-    /// <summary>Folder name of the default checkpoint under <c>data/checkpoints</c>.</summary>
-    public const string DefaultName = "golden-tiny-hf";
+    /// <summary>
+    /// Folder name of the default checkpoint under <c>data/checkpoints</c>: the tiny DeepSeek-V3 MoE trained in this repository
+    /// (<c>deepseek-notebooks train</c>, see docs/training.md). The golden fixtures stay under their own names.
+    /// </summary>
+    public const string DefaultName = "deepseek-tiny-moe";
 
     /// <summary>
-    /// The default checkpoint directory: <c>$DEEPSEEK_CHECKPOINT</c> if set, else <c>data/checkpoints/golden-tiny-hf</c>
+    /// The default checkpoint directory: <c>$DEEPSEEK_CHECKPOINT</c> if set, else <c>data/checkpoints/deepseek-tiny-moe</c>
     /// found by walking up from the current directory and from the application's directory.
     /// </summary>
     public static string DefaultCheckpoint()
