@@ -15,7 +15,9 @@ public class NotebookSeriesTests
     {
         ["00-quickstart"] = 5,
         ["01-architecture"] = 3,
+        ["02-training"] = 8,
         ["03-attribution"] = 4,
+        ["04-attention"] = 9,
         ["05-expert-diagnostics"] = 10,
         ["06-surrogate-tree"] = 4,
         ["07-representations"] = 7,
