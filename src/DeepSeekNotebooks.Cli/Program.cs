@@ -36,6 +36,7 @@ public static class Program
         root.Subcommands.Add(RolloutCommand.Create());
         root.Subcommands.Add(DashboardCommand.Create());
         root.Subcommands.Add(ReportCommand.Create());
+        root.Subcommands.Add(SoakCommand.Create());
         return root;
     }
 }
