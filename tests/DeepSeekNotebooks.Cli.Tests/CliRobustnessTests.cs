@@ -20,6 +20,17 @@ public class CliRobustnessTests : IDisposable
     [InlineData()]                                     // no verb at all
     public void MalformedCommandLine_ExitsWith2(params string[] args) => Assert.Equal(2, Program.Run(args));
 
+    [Theory]
+    [InlineData("trace", "--input-ids", "")]           // empty id list
+    [InlineData("trace", "--input-ids", " , ")]        // only separators
+    [InlineData("dashboard", "--text", "hello")]       // text, but the golden checkpoint ships no tokenizer.json
+    public void UnusableInput_ExitsWith2_AndWritesNothing(string verb, params string[] args)
+    {
+        var output = Path.Combine(_tmp, "out.file");
+        Assert.Equal(2, Program.Run([verb, "--checkpoint", Hf(), "--out", output, .. args]));
+        Assert.Empty(Directory.GetFileSystemEntries(_tmp));
+    }
+
     [Fact]
     public void OutIntoADirectoryThatCannotBeCreated_Exits1_AndWritesNothing()
     {
