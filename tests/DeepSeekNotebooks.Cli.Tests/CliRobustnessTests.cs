@@ -18,6 +18,7 @@ public class CliRobustnessTests : IDisposable
     [InlineData("frobnicate")]                         // unknown verb
     [InlineData("trace", "--no-such-option", "1")]     // unknown option
     [InlineData()]                                     // no verb at all
+    [InlineData("trace", "--input-ids", "1")]          // required --out missing
     public void MalformedCommandLine_ExitsWith2(params string[] args) => Assert.Equal(2, Program.Run(args));
 
     [Theory]
