@@ -37,6 +37,7 @@ public static class Program
         root.Subcommands.Add(DashboardCommand.Create());
         root.Subcommands.Add(ReportCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
+        root.Subcommands.Add(SoakCommand.Create());
         return root;
     }
 }

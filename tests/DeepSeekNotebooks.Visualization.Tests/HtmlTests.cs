@@ -44,9 +44,14 @@ public class HtmlTests
         Assert.Equal(1, CountOf(page, "plotly.js v" + PlotlyJs.Version));
         Assert.Equal(2, CountOf(page.Replace(PlotlyJs.Source, ""), "Plotly.newPlot("));
 
-        string path = Path.Combine(Path.GetTempPath(), $"dsn-report-{Guid.NewGuid():N}.html");
-        try { Assert.Equal(page, File.ReadAllText(report.Save(path))); }
-        finally { File.Delete(path); }
+        string dir = Path.Combine(Path.GetTempPath(), $"dsn-report-{Guid.NewGuid():N}");
+        string path = Path.Combine(dir, "report.html");
+        try
+        {
+            Assert.Equal(page, File.ReadAllText(report.Save(path)));
+            Assert.Equal(new[] { path }, Directory.GetFileSystemEntries(dir)); // written via a temp file that is gone
+        }
+        finally { Directory.Delete(dir, true); }
     }
 
     [Fact]

@@ -58,12 +58,22 @@ public static class ReportCommand
         return command;
     }
 
+    private static bool SameDirectory(string a, string b) =>
+        string.Equals(Path.TrimEndingDirectorySeparator(Path.GetFullPath(a)), Path.TrimEndingDirectorySeparator(Path.GetFullPath(b)),
+            OperatingSystem.IsLinux() ? StringComparison.Ordinal : StringComparison.OrdinalIgnoreCase);
+
     /// <summary>Runs the report with Spectre.Console progress; returns the process exit code.</summary>
     public static async Task<int> RunAsync(ReportOptions options, IAnsiConsole console, CancellationToken ct)
     {
         if (!Directory.Exists(options.NotebooksDirectory))
         {
             console.MarkupLineInterpolated($"[red]Notebook folder not found:[/] {options.NotebooksDirectory}");
+            return 2;
+        }
+        if (SameDirectory(options.NotebooksDirectory, options.OutputDirectory))
+        {
+            // The executed notebooks are written as <out>/<name>.ipynb: with --out = --notebooks they would overwrite the inputs.
+            console.MarkupLineInterpolated($"[red]--out must differ from --notebooks:[/] the executed notebooks would overwrite the originals in {options.NotebooksDirectory}");
             return 2;
         }
 

@@ -84,12 +84,26 @@ public sealed class HtmlReport : IHtmlView
         return sb.ToString();
     }
 
-    /// <summary>Writes <see cref="ToPage"/> to <paramref name="path"/> (UTF-8) and returns the full path.</summary>
+    /// <summary>
+    /// Writes <see cref="ToPage"/> to <paramref name="path"/> (UTF-8) atomically (a temporary file in the same directory,
+    /// then a move over the target, as <see cref="Dashboard.Save"/>) and returns the full path.
+    /// </summary>
     public string Save(string path)
     {
+        string page = ToPage();
         string full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        File.WriteAllText(full, ToPage(), new UTF8Encoding(false));
+        string dir = Path.GetDirectoryName(full)!;
+        Directory.CreateDirectory(dir);
+        string tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            File.WriteAllText(tmp, page, new UTF8Encoding(false));
+            File.Move(tmp, full, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
+        }
         return full;
     }
 
