@@ -8,14 +8,25 @@ namespace DeepSeekNotebooks.Cli.Tests;
 /// and produces at least its expected number of charts (the ScottPlot way: documentation that runs on every test pass).
 /// </summary>
 [Trait("Category", "Slow")]
-public class NotebookSeriesTests
+public class NotebookSeriesTests : IClassFixture<DeepSeekNotebooks.Visualization.Tests.ChromiumFixture>
 {
+    private readonly DeepSeekNotebooks.Visualization.Tests.ChromiumFixture _browser;
+    public NotebookSeriesTests(DeepSeekNotebooks.Visualization.Tests.ChromiumFixture browser) => _browser = browser;
+
+    /// <summary>True once every plotly graph of the page is drawn (SVG layer; WebGL scene for 3D plots).</summary>
+    private const string PlotsDrawn =
+        "(function(){var d=document.querySelectorAll('.js-plotly-plot');" +
+        "return Array.prototype.every.call(d,function(p){if(!p._fullLayout||!p.querySelector('.main-svg'))return false;" +
+        "if(p._fullLayout._has&&p._fullLayout._has('gl3d'))return !!p.querySelector('canvas');return true;});})()";
+    private const string PlotCounts =
+        "(function(){var d=Array.prototype.slice.call(document.querySelectorAll('.js-plotly-plot'));" +
+        "return {plots:d.length,drawn:d.filter(function(p){return p._fullLayout&&p.querySelector('.main-svg');}).length};})()";
     /// <summary>Minimum Plotly chart outputs per notebook; a notebook missing here fails the test (add it when you add a notebook).</summary>
     private static readonly Dictionary<string, int> ExpectedCharts = new()
     {
         ["00-quickstart"] = 5,
         ["01-architecture"] = 3,
-        ["02-training"] = 8,
+        ["02-training"] = 7,
         ["03-attribution"] = 4,
         ["04-attention"] = 9,
         ["05-expert-diagnostics"] = 10,
@@ -64,5 +75,18 @@ public class NotebookSeriesTests
             Assert.DoesNotMatch(ReportTestSupport.RemoteScriptSource(), html);
         }
         Assert.Equal(0, summary.ExitCode);
+
+        // Every report opens offline in headless Chromium with all its charts drawn and no script error or fetch.
+        var chromium = _browser.Require();
+        foreach (var report in summary.Results)
+        {
+            var run = await chromium.RunPageAsync(report.HtmlPath, PlotsDrawn, PlotCounts, TimeSpan.FromSeconds(60));
+            var name = report.Run.Name;
+            Assert.True(run.Errors.Count == 0, $"{name}: errors in the browser:\n" + string.Join("\n", run.Errors));
+            Assert.True(run.NetworkRequests.Count == 0, $"{name}: network requests:\n" + string.Join("\n", run.NetworkRequests));
+            int plots = run.Result.GetProperty("plots").GetInt32();
+            Assert.True(plots >= ExpectedCharts[name], $"{name}: {plots} plots in the report, expected at least {ExpectedCharts[name]}");
+            Assert.Equal(plots, run.Result.GetProperty("drawn").GetInt32());
+        }
     }
 }

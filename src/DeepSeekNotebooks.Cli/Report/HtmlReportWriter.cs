@@ -86,6 +86,8 @@ public static class HtmlReportWriter
         var html = new StringBuilder();
         html.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">")
             .Append("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
+            // The report is offline: nothing may be fetched (same policy as the kit's HtmlReport and dashboard pages).
+            .Append("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:; font-src data:\">")
             .Append("<title>").Append(Escape(run.Name)).Append(" · notebook report</title>")
             .Append("<style>").Append(Css).Append("</style>");
         if (needsPlotly)

@@ -10,7 +10,7 @@ public static class IndexWriter
     {
         var sb = new StringBuilder();
         var ok = reports.Count(r => r.Run.Status == NotebookStatus.Succeeded);
-        sb.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Notebook reports</title><style>")
+        sb.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\"><title>Notebook reports</title><style>")
             .Append(Css).Append("body{display:block}</style></head><body><header><h1>Notebook reports</h1><p class=\"status ")
             .Append(ok == reports.Count ? "status-succeeded" : "status-failed").Append("\">")
             .Append(ok).Append(" of ").Append(reports.Count).Append(" notebook(s) succeeded</p><p class=\"meta\">Generated ")
