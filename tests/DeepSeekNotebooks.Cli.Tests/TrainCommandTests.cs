@@ -1,5 +1,16 @@
 namespace DeepSeekNotebooks.Cli.Tests;
 
+/// <summary>
+/// Tests that capture the process-wide Console.Error. The in-process notebook kernel of the report tests redirects the
+/// console while a cell runs, so these must not run in parallel with anything else.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class ConsoleCaptureCollection
+{
+    public const string Name = "Console capture";
+}
+
+[Collection(ConsoleCaptureCollection.Name)]
 public class TrainCommandTests : IDisposable
 {
     private readonly string _tmp = Directory.CreateTempSubdirectory("train-cli-tests").FullName;
