@@ -48,7 +48,7 @@ public sealed class ReportGenerator(ReportOptions options)
                 {
                     var json = NotebookRunner.ToJupyterJson(run.Document);
                     executedPath = Path.Combine(outDir, run.Name + ".ipynb");
-                    AtomicFile.WriteAllText(executedPath, json);
+                    DeepSeekNotebooks.Model.IO.AtomicFile.WriteAllText(executedPath, json);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {
@@ -60,12 +60,12 @@ public sealed class ReportGenerator(ReportOptions options)
                 }
             }
             var htmlPath = Path.Combine(outDir, run.Name + ".html");
-            AtomicFile.WriteAllText(htmlPath, HtmlReportWriter.Render(run, options.RedactInputs, executedPath is null ? null : Path.GetFileName(executedPath)));
+            DeepSeekNotebooks.Model.IO.AtomicFile.WriteAllText(htmlPath, HtmlReportWriter.Render(run, options.RedactInputs, executedPath is null ? null : Path.GetFileName(executedPath)));
             reports.Add(new NotebookReport(run, htmlPath, executedPath));
         }
 
         var indexPath = Path.Combine(outDir, "index.html");
-        AtomicFile.WriteAllText(indexPath, IndexWriter.Render(reports, outDir));
+        DeepSeekNotebooks.Model.IO.AtomicFile.WriteAllText(indexPath, IndexWriter.Render(reports, outDir));
         return new ReportSummary(outDir, indexPath, reports);
     }
 }

@@ -387,28 +387,14 @@ public sealed class Checkpoint : IDisposable
             }
             var weightsFile = layout == CheckpointLayout.HuggingFace ? "model.safetensors" : "model0-mp1.safetensors";
             writer.WriteTo(Path.Combine(directory, weightsFile));
-            WriteAtomically(Path.Combine(directory, "config.json"),
+            DeepSeekNotebooks.Model.IO.AtomicFile.WriteAllText(Path.Combine(directory, "config.json"),
                 layout == CheckpointLayout.HuggingFace ? model.Config.ToJson() : model.Config.ToModelArgsJson());
             if (tokenizerJson is not null && Path.GetFullPath(tokenizerJson) != Path.GetFullPath(Path.Combine(directory, "tokenizer.json")))
-                WriteAtomically(Path.Combine(directory, "tokenizer.json"), File.ReadAllText(tokenizerJson));
+                DeepSeekNotebooks.Model.IO.AtomicFile.WriteAllText(Path.Combine(directory, "tokenizer.json"), File.ReadAllText(tokenizerJson));
         }
         finally
         {
             foreach (var t in tensors) t.Dispose();
-        }
-    }
-
-    internal static void WriteAtomically(string path, string text)
-    {
-        var tmp = path + $".{Environment.ProcessId}.tmp";
-        try
-        {
-            File.WriteAllText(tmp, text);
-            File.Move(tmp, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
         }
     }
 

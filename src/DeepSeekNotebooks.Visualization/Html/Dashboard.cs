@@ -48,21 +48,7 @@ public static class Dashboard
     /// </summary>
     public static string Save(DashboardData data, string path)
     {
-        string html = Build(data);
-        string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(dir);
-        string tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            File.WriteAllText(tmp, html, new UTF8Encoding(false));
-            File.Move(tmp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
-        return full;
+        return DeepSeekNotebooks.Model.IO.AtomicFile.WriteAllText(path, Build(data));
     }
 
     /// <summary>

@@ -90,21 +90,7 @@ public sealed class HtmlReport : IHtmlView
     /// </summary>
     public string Save(string path)
     {
-        string page = ToPage();
-        string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(dir);
-        string tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            File.WriteAllText(tmp, page, new UTF8Encoding(false));
-            File.Move(tmp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
-        return full;
+        return DeepSeekNotebooks.Model.IO.AtomicFile.WriteAllText(path, ToPage());
     }
 
     /// <summary>One chart as a complete page.</summary>
