@@ -7,17 +7,10 @@ namespace DeepSeekNotebooks.Cli.Tests;
 public class AnalysisCommandTests : IDisposable
 {
     private const string Seq0 = "303,211,294,53,204,372,152,505,143,177,279,233";
-    private static readonly string Root = FindRoot();
+    private static readonly string Root = ReportTestSupport.RepoRoot;
     private static string Fixture(string f) => Path.Combine(Root, "tests", "fixtures", "golden", f);
     private static string Hf => Path.Combine(Root, "data", "checkpoints", "golden-tiny-hf");
     private readonly string _tmp = Directory.CreateTempSubdirectory("analysis-cli").FullName;
-
-    private static string FindRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "DeepSeekNotebooks.sln"))) return d.FullName;
-        throw new InvalidOperationException("repository root not found");
-    }
 
     private static int Cli(params string[] args) => Program.Run(args);
 

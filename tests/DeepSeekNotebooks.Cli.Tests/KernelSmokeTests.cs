@@ -15,7 +15,7 @@ public class KernelSmokeTests
     [Fact]
     public void Smoke_notebook_runs_in_the_dotnet_interactive_kernel_without_errors_and_renders_a_plotly_chart()
     {
-        string root = RepoRoot();
+        string root = ReportTestSupport.RepoRoot;
         string notebooks = Path.Combine(root, "notebooks");
         string kit = Path.Combine(root, "src", "DeepSeekNotebooks.Visualization", "bin", "Debug", "net10.0", "DeepSeekNotebooks.Visualization.dll");
         Assert.True(File.Exists(kit), $"the notebook references the Debug build of the kit; build it first: {kit}");
@@ -75,12 +75,5 @@ public class KernelSmokeTests
     {
         string text = s.Wait(TimeSpan.FromSeconds(5)) ? s.Result : "";
         return text.Length <= 4000 ? text : text[^4000..];
-    }
-
-    private static string RepoRoot()
-    {
-        string? dir = AppContext.BaseDirectory;
-        while (dir is not null && !File.Exists(Path.Combine(dir, "DeepSeekNotebooks.sln"))) dir = Path.GetDirectoryName(dir);
-        return dir ?? throw new InvalidOperationException("DeepSeekNotebooks.sln not found above " + AppContext.BaseDirectory);
     }
 }

@@ -35,17 +35,10 @@ public class NotebookSeriesTests : IClassFixture<DeepSeekNotebooks.Visualization
         ["10-your-own-checkpoint"] = 2,
     };
 
-    private static string Root()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "DeepSeekNotebooks.sln"))) return d.FullName;
-        throw new InvalidOperationException("repository root not found");
-    }
-
     [Fact]
     public async Task EveryNotebook_RunsWithoutErrors_AndDrawsItsCharts()
     {
-        var notebooks = Path.Combine(Root(), "notebooks");
+        var notebooks = Path.Combine(ReportTestSupport.RepoRoot, "notebooks");
         var names = ReportGenerator.FindNotebooks(notebooks).Select(Path.GetFileNameWithoutExtension).ToList();
         Assert.Equal(ExpectedCharts.Keys.Order(), names.Order()!);
 

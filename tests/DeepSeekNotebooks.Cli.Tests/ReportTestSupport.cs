@@ -7,6 +7,16 @@ namespace DeepSeekNotebooks.Cli.Tests;
 
 internal static partial class ReportTestSupport
 {
+    /// <summary>The repository root (the folder holding DeepSeekNotebooks.sln above the test binaries).</summary>
+    public static string RepoRoot { get; } = FindRepoRoot();
+
+    private static string FindRepoRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "DeepSeekNotebooks.sln"))) return d.FullName;
+        throw new InvalidOperationException("DeepSeekNotebooks.sln not found above " + AppContext.BaseDirectory);
+    }
+
     public static string NotebookFolder(string name) => Path.Combine(AppContext.BaseDirectory, "Notebooks", name);
 
     public static string NewOutputFolder() =>

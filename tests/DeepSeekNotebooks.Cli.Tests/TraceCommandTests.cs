@@ -5,16 +5,9 @@ namespace DeepSeekNotebooks.Cli.Tests;
 
 public class TraceCommandTests : IDisposable
 {
-    private static readonly string Root = FindRoot();
+    private static readonly string Root = ReportTestSupport.RepoRoot;
     private static string Golden => Path.Combine(Root, "tests", "fixtures", "golden", "public.outputs.safetensors");
     private readonly string _tmp = Directory.CreateTempSubdirectory("trace-tests").FullName;
-
-    private static string FindRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "DeepSeekNotebooks.sln"))) return d.FullName;
-        throw new InvalidOperationException("repository root not found");
-    }
 
     private static int Cli(params string[] args) => Program.Run(args);
 

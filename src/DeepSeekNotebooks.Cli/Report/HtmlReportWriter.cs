@@ -92,7 +92,7 @@ public static class HtmlReportWriter
             .Append("<style>").Append(Css).Append("</style>");
         if (needsPlotly)
             html.Append("<script>/* plotly.js bundled from the Plotly.NET package; no network needed */\n")
-                .Append(PlotlyJs.Source.Replace("</script", "<\\/script", StringComparison.OrdinalIgnoreCase))
+                .Append(DeepSeekNotebooks.Visualization.Html.PlotlyJs.Source.Replace("</script", "<\\/script", StringComparison.OrdinalIgnoreCase))
                 .Append("\n</script>");
         html.Append("</head><body>");
         html.Append("<header><h1>").Append(Escape(run.Name)).Append("</h1><p class=\"status status-")
@@ -157,7 +157,7 @@ public static class HtmlReportWriter
         if (Get("text/html") is { } html)
         {
             // HTML produced by formatters is trusted; only remote script loads are removed (offline report).
-            var offline = PlotlyJs.StripRemoteScripts(html);
+            var offline = OfflineHtml.StripRemoteScripts(html);
             needsPlotly = offline.Contains("Plotly.", StringComparison.Ordinal);
             sb.Append(offline);
         }

@@ -7,8 +7,8 @@ namespace DeepSeekNotebooks.Cli.Report;
 /// <summary>
 /// Builds the in-process kernel used to run notebooks: a composite kernel with a C# kernel that understands
 /// <c>#r "nuget: ..."</c>, <c>#i</c>, <c>#r "path.dll"</c>, <c>display(...)</c> and the default magic commands.
-/// Kernel extensions shipped in packages are not auto-loaded in this host, so the formatters the notebooks need
-/// (Plotly.NET charts) are registered by <see cref="ChartFormatters"/>.
+/// Kernel extensions shipped in packages are not auto-loaded in this host, so the kit's formatters (Plotly.NET charts,
+/// analysis results, DataFrames) are registered here, drawing with the single plotly.js each HTML report embeds.
 /// </summary>
 internal static class KernelFactory
 {
@@ -16,11 +16,9 @@ internal static class KernelFactory
 
     public static CompositeKernel Create()
     {
-        // The kit's own formatters (attribution views, reports) first; then the report-friendly GenericChart formatter,
-        // which draws with the single plotly.js each HTML report embeds instead of one copy per output.
+        // Charts draw with the one plotly.js each HTML report embeds, instead of carrying a copy per output.
         DeepSeekNotebooks.Visualization.Interactive.DeepSeekNotebooksFormatters.Register();
         DeepSeekNotebooks.Visualization.Html.ChartHtml.DefaultInclusion = DeepSeekNotebooks.Visualization.Html.PlotlyJsInclusion.AssumeLoaded;
-        ChartFormatters.EnsureRegistered();
 
         var csharp = new CSharpKernel()
             .UseNugetDirective((k, resolved) =>
