@@ -100,33 +100,37 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
         if (embeddings.dim() != 3 || embeddings.shape[2] != Config.HiddenSize)
             throw new ArgumentException($"embeddings must be [batch, seq, {Config.HiddenSize}], got [{string.Join(", ", embeddings.shape)}]", nameof(embeddings));
         CheckLength(embeddings.shape[1]);
-        return Forward(embeddings, hooks is null ? null : new ForwardContext(null, hooks, keepGraph: true));
+        return Forward(embeddings, hooks is null ? null : new ForwardContext(Config, null, hooks, keepGraph: true));
     }
 
     /// <summary>
     /// Forward pass that records the tensors at the hook points selected by <paramref name="options"/> (in the spirit of
     /// TransformerLens' <c>run_with_cache</c>) and applies any hooks. The returned trace owns the recorded tensors.
+    /// Throws <see cref="ArgumentException"/> listing the valid names when a name to record or hook is not a hook point of
+    /// this model (<see cref="HookPoints.All"/>).
     /// </summary>
     public ModelTrace RunWithCache(Tensor inputIds, TraceOptions? options = null)
     {
         options ??= TraceOptions.Default;
-        var ctx = new ForwardContext(options.ShouldRecord, options.Hooks, options.KeepGraph);
+        var ctx = new ForwardContext(Config, options.Names, options.Hooks, options.KeepGraph);
         using (var scope = NewDisposeScope())
         {
             var ids = inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds;
             var embeddings = ctx.Point(HookPoints.Embed, Embed(ids));
-            var logits = Forward(embeddings, ctx);
-            if (options.ShouldRecord(HookPoints.Logits) && !ctx.Cache.ContainsKey(HookPoints.Logits))
-                ctx.Cache[HookPoints.Logits] = (options.KeepGraph ? logits.alias() : logits.detach().clone()).DetachFromDisposeScope();
+            Forward(embeddings, ctx);
         }
         return new ModelTrace(Config, ctx.Cache);
     }
 
-    /// <summary>Forward pass with hooks that may read or replace tensors at hook points; returns logits [batch, seq, vocab].</summary>
+    /// <summary>
+    /// Forward pass with hooks that may read or replace tensors at hook points; returns logits [batch, seq, vocab].
+    /// Throws <see cref="ArgumentException"/> listing the valid names when a hook name is not a hook point of this model.
+    /// </summary>
     public Tensor RunWithHooks(Tensor inputIds, IReadOnlyDictionary<string, HookFunction> hooks)
     {
+        ArgumentNullException.ThrowIfNull(hooks);
         using var scope = NewDisposeScope();
-        var ctx = new ForwardContext(null, hooks, keepGraph: true);
+        var ctx = new ForwardContext(Config, null, hooks, keepGraph: true);
         var ids = inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds;
         var embeddings = ctx.Point(HookPoints.Embed, Embed(ids));
         return Forward(embeddings, ctx).MoveToOuterDisposeScope();

@@ -60,7 +60,7 @@ public sealed class RepresentationTests(GoldenModel golden) : IClassFixture<Gold
         var ex = Assert.Throws<ArgumentException>(() => ActivationPatching.Patch(model, GoldenModel.Seq0, GoldenModel.Seq1[..5], HookPoints.ResidPost(2), 1));
         Assert.Contains("equal length", ex.Message);
         ex = Assert.Throws<ArgumentException>(() => ActivationPatching.Patch(model, GoldenModel.Seq0, GoldenModel.Seq1, HookPoints.ResidPost(9), 1));
-        Assert.Contains("unknown hook point", ex.Message);
+        Assert.Contains("is not a hook point of this model", ex.Message);
         Assert.Throws<ArgumentException>(() => ActivationPatching.Patch(model, GoldenModel.Seq0, GoldenModel.Seq1, HookPoints.RouterScores(0), 1)); // dense layer
         Assert.Throws<ArgumentException>(() => ActivationPatching.Patch(model, GoldenModel.Seq0, GoldenModel.Seq1, HookPoints.ResidPost(1), 1, position: 12));
         Assert.Throws<ArgumentException>(() => ActivationPatching.Patch(model, GoldenModel.Seq0, GoldenModel.Seq1, HookPoints.ResidPost(1), 512));

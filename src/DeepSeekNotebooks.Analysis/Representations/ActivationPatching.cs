@@ -46,13 +46,13 @@ public static class ActivationPatching
         if (position is { } p0 && (p0 < 0 || p0 >= destination.Length))
             throw new ArgumentException($"position {p0} out of range [0, {destination.Length})", nameof(position));
 
+        HookPoints.Validate(hookPoint, model.Config, nameof(hookPoint));
+
         using var _ = no_grad();
         using var scope = NewDisposeScope();
         var b = tensor(source, dtype: ScalarType.Int64).unsqueeze(0);
         var a = tensor(destination, dtype: ScalarType.Int64).unsqueeze(0);
         using var traceB = model.RunWithCache(b, new TraceOptions { AttentionPatterns = false, Routing = false, HiddenStates = false, Logits = true, Extra = new[] { hookPoint } });
-        if (!traceB.Contains(hookPoint))
-            throw new ArgumentException($"unknown hook point '{hookPoint}' for this model ({model.Config.NumHiddenLayers} layers, MoE layers [{string.Join(", ", traceB.MoeLayers)}]); see HookPoints", nameof(hookPoint));
         var cached = traceB[hookPoint];
         int posDim = cached.dim() switch { 4 => 2, 3 => 1, 2 => 0, _ => -1 };
         if (position is not null && posDim < 0) throw new ArgumentException($"cannot patch a single position of '{hookPoint}' (shape [{string.Join(", ", cached.shape)}])", nameof(position));

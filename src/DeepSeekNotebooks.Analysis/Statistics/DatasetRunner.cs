@@ -93,15 +93,6 @@ public static class DatasetRunner
         return done;
     }
 
-    internal static TraceOptions Union(IEnumerable<TraceOptions> all)
-    {
-        bool attn = false, routing = false, hidden = false, logits = false, everything = false;
-        var extra = new HashSet<string>();
-        foreach (var o in all)
-        {
-            attn |= o.AttentionPatterns; routing |= o.Routing; hidden |= o.HiddenStates; logits |= o.Logits; everything |= o.Everything;
-            extra.UnionWith(o.Extra);
-        }
-        return new TraceOptions { AttentionPatterns = attn, Routing = routing, HiddenStates = hidden, Logits = logits, Everything = everything, Extra = extra.ToArray() };
-    }
+    /// <summary>What the runner records: every accumulator's requirements, all fields kept (<see cref="TraceOptions.Union"/>).</summary>
+    internal static TraceOptions Union(IEnumerable<TraceOptions> all) => TraceOptions.Union(all);
 }

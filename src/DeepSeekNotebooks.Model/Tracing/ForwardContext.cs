@@ -8,15 +8,23 @@ namespace DeepSeekNotebooks.Model.Tracing;
 /// </summary>
 public delegate Tensor? HookFunction(Tensor value, string hookPoint);
 
-/// <summary>Carries hooks and the observation cache through one forward pass; absent (null) in a plain forward.</summary>
+/// <summary>
+/// Carries hooks and the observation cache through one forward pass; absent (null) in a plain forward.
+/// Every hook name and every exact name or pattern to record is checked against the model's hook registry
+/// (<see cref="HookPoints.Validate"/>) when the context is made, so a misspelled name fails before the pass runs.
+/// </summary>
 internal sealed class ForwardContext
 {
-    private readonly Func<string, bool>? _record;
+    private readonly NamesFilter? _record;
     private readonly IReadOnlyDictionary<string, HookFunction>? _hooks;
     private readonly bool _keepGraph;
 
-    internal ForwardContext(Func<string, bool>? record, IReadOnlyDictionary<string, HookFunction>? hooks, bool keepGraph)
+    internal ForwardContext(DeepSeekConfig config, NamesFilter? record, IReadOnlyDictionary<string, HookFunction>? hooks, bool keepGraph)
     {
+        record?.Validate(config, "options");
+        if (hooks is not null)
+            foreach (var name in hooks.Keys)
+                HookPoints.Validate(name, config, nameof(hooks));
         _record = record;
         _hooks = hooks is { Count: > 0 } ? hooks : null;
         _keepGraph = keepGraph;
@@ -26,7 +34,7 @@ internal sealed class ForwardContext
     internal Dictionary<string, Tensor> Cache { get; } = new();
 
     /// <summary>Whether anything is recorded or hooked at this point (lets callers skip work for unobserved points).</summary>
-    internal bool Wants(string name) => (_record?.Invoke(name) ?? false) || (_hooks?.ContainsKey(name) ?? false);
+    internal bool Wants(string name) => (_record?.Matches(name) ?? false) || (_hooks?.ContainsKey(name) ?? false);
 
     /// <summary>Runs the hook registered at <paramref name="name"/> (if any) and records the result (if requested).</summary>
     internal Tensor Point(string name, Tensor value)
@@ -38,7 +46,7 @@ internal sealed class ForwardContext
                     $"hook at '{name}' returned shape [{string.Join(", ", replaced.shape)}] but must keep [{string.Join(", ", value.shape)}]");
             value = replaced;
         }
-        if (_record?.Invoke(name) ?? false)
+        if (_record?.Matches(name) ?? false)
         {
             var kept = _keepGraph ? value.alias() : value.detach().clone();
             Cache[name] = kept.DetachFromDisposeScope();
