@@ -141,7 +141,7 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         long seq = h.shape[1];
         var (cos, sin) = RotaryEmbedding.Tables(_inverseFrequencies, 0, seq, h.device);
-        Tensor? mask = seq > 1 ? full(seq, seq, float.NegativeInfinity, device: h.device).triu(1) : null;
+        var mask = MultiHeadLatentAttention.CausalMask(seq, h.device);
         foreach (var layer in layers)
             h = layer.Forward(h, cos, sin, mask, ctx);
         h = norm.forward(h);

@@ -11,6 +11,7 @@ namespace DeepSeekNotebooks.Model.Modules;
 /// queries from <c>wq</c> or the low-rank <c>wq_a → q_norm → wq_b</c>; keys and values from the compressed latent
 /// <c>wkv_a → kv_norm → wkv_b</c>; a decoupled RoPE part of <c>qk_rope_head_dim</c> per head for queries and one shared
 /// rope key; causal softmax with the (YaRN-corrected) scale <see cref="DeepSeekConfig.SoftmaxScale"/>.
+/// Stand-alone, <see cref="forward"/> attends causally over positions 0 … seq−1, exactly as inside <see cref="DeepSeekModel"/>.
 /// </summary>
 public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
 {
@@ -20,6 +21,7 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
     private readonly RMSNorm? q_norm;
     private readonly Linear wkv_a, wkv_b, wo;
     private readonly RMSNorm kv_norm;
+    private readonly float[] _inverseFrequencies;
 
     internal MultiHeadLatentAttention(string name, DeepSeekConfig c, int layer) : base(name)
     {
@@ -40,10 +42,38 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
         kv_norm = new RMSNorm("kv_norm", c.KvLoraRank, c.RmsNormEps);
         wkv_b = nn.Linear(c.KvLoraRank, h * (c.QkNopeHeadDim + c.VHeadDim), hasBias: false);
         wo = nn.Linear(h * c.VHeadDim, c.HiddenSize, hasBias: false);
+        _inverseFrequencies = RotaryEmbedding.InverseFrequencies(c);
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => throw new NotSupportedException("MLA needs positions and a mask; call it through DeepSeekModel.");
+    /// <summary>
+    /// x [batch, seq, dim] (already normalised, as after the block's <c>attn_norm</c>) → attention output [batch, seq, dim],
+    /// with the tokens at positions 0 … seq−1 and the causal mask.
+    /// </summary>
+    /// <exception cref="ArgumentException">x is not [batch, seq, hidden_size] or seq exceeds <c>max_position_embeddings</c>.</exception>
+    public override Tensor forward(Tensor x)
+    {
+        CheckInput(x, _c, "MultiHeadLatentAttention.forward");
+        using var scope = NewDisposeScope();
+        var (cos, sin) = PositionTables(x.shape[1], x.device);
+        return Forward(x, cos, sin, CausalMask(x.shape[1], x.device), null).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>RoPE cos/sin tables for positions 0 … seq−1.</summary>
+    internal (Tensor Cos, Tensor Sin) PositionTables(long seq, Device device) => RotaryEmbedding.Tables(_inverseFrequencies, 0, seq, device);
+
+    /// <summary>The additive causal mask [seq, seq] (−∞ above the diagonal), or null for a single token.</summary>
+    internal static Tensor? CausalMask(long seq, Device device) =>
+        seq > 1 ? full(seq, seq, float.NegativeInfinity, device: device).triu(1) : null;
+
+    /// <summary>Checks that a stand-alone module input is [batch, seq, hidden_size] with 1 ≤ seq ≤ max_position_embeddings.</summary>
+    internal static void CheckInput(Tensor x, DeepSeekConfig c, string what)
+    {
+        if (x.dim() != 3 || x.shape[2] != c.HiddenSize || x.shape[1] == 0)
+            throw new ArgumentException($"{what} needs x of shape [batch, seq, {c.HiddenSize}] (hidden_size) with seq >= 1, got [{string.Join(", ", x.shape)}]", nameof(x));
+        if (x.shape[1] > c.MaxPositionEmbeddings)
+            throw new ArgumentException($"{what}: the sequence has {x.shape[1]} positions but the model supports at most max_position_embeddings = {c.MaxPositionEmbeddings}", nameof(x));
+    }
 
     /// <summary>x [batch, seq, dim] → attention output [batch, seq, dim].</summary>
     internal Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, ForwardContext? ctx)
