@@ -24,7 +24,7 @@ public class MoeDispatchBenchmarks
         {
             VocabSize = 1024, HiddenSize = 2048, IntermediateSize = 10944, MoeIntermediateSize = 1408, NumHiddenLayers = 2, FirstKDenseReplace = 1,
             NumAttentionHeads = 16, NRoutedExperts = 64, NSharedExperts = 2, NumExpertsPerTok = 6, NGroup = 1, TopkGroup = 1,
-            ScoringFunc = "softmax", TopkMethod = "greedy", NormTopkProb = false, RoutedScalingFactor = 1.0, QLoraRank = null, KvLoraRank = 512,
+            ScoringFunc = ScoringFunc.Softmax, TopkMethod = TopkMethod.Greedy, NormTopkProb = false, RoutedScalingFactor = 1.0, QLoraRank = null, KvLoraRank = 512,
             QkNopeHeadDim = 128, QkRopeHeadDim = 64, VHeadDim = 128, RopeScaling = null, MaxPositionEmbeddings = 4096,
         }
         : BundledShape();

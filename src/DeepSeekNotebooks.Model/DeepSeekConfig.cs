@@ -9,18 +9,77 @@ public sealed record RopeScaling
 {
     /// <summary>Scaling type; only <c>"yarn"</c> is supported (DeepSeek-V2/V3 use it).</summary>
     public string Type { get; init; } = "yarn";
-    /// <summary>Context extension factor s (DeepSeek-V3: 40).</summary>
-    public double Factor { get; init; } = 40;
-    /// <summary>Context length the model was pre-trained with (DeepSeek-V3: 4096).</summary>
-    public int OriginalMaxPositionEmbeddings { get; init; } = 4096;
+    /// <summary>Context extension factor s (DeepSeek-V2/V3: 40); required, as in <c>config.json</c>.</summary>
+    public required double Factor { get; init; }
+    /// <summary>Context length the model was pre-trained with (DeepSeek-V2/V3: 4096); required, as in <c>config.json</c>.</summary>
+    public required int OriginalMaxPositionEmbeddings { get; init; }
     /// <summary>Number of rotations above which a dimension is left unscaled (β_fast, default 32).</summary>
     public double BetaFast { get; init; } = 32;
     /// <summary>Number of rotations below which a dimension is fully interpolated (β_slow, default 1).</summary>
     public double BetaSlow { get; init; } = 1;
     /// <summary>Hugging Face <c>mscale</c> (scales cos/sin relative to <see cref="MscaleAllDim"/>; 1 for released checkpoints).</summary>
     public double Mscale { get; init; } = 1;
-    /// <summary>Hugging Face <c>mscale_all_dim</c>: the official code's <c>mscale</c>, used for the softmax scale correction.</summary>
+    /// <summary>Hugging Face <c>mscale_all_dim</c>: the official code's <c>mscale</c>, used for the softmax scale correction (absent: 0).</summary>
     public double MscaleAllDim { get; init; }
+}
+
+/// <summary>How the gate turns router logits into scores: <c>scoring_func</c> (official code: <c>score_func</c>).</summary>
+public enum ScoringFunc
+{
+    /// <summary><c>"softmax"</c> over the experts (DeepSeek-V2).</summary>
+    Softmax,
+    /// <summary><c>"sigmoid"</c> per expert, weights renormalised over the chosen ones (DeepSeek-V3).</summary>
+    Sigmoid,
+}
+
+/// <summary>How the gate picks experts: <c>topk_method</c> of Hugging Face <c>config.json</c>.</summary>
+public enum TopkMethod
+{
+    /// <summary><c>"greedy"</c>: top-k over all experts (DeepSeek-V2-Lite).</summary>
+    Greedy,
+    /// <summary><c>"group_limited_greedy"</c>: top-k within the best <c>topk_group</c> groups, group score = max (DeepSeek-V2).</summary>
+    GroupLimitedGreedy,
+    /// <summary><c>"noaux_tc"</c>: selection bias <c>e_score_correction_bias</c>, group score = sum of top-2 (DeepSeek-V3).</summary>
+    NoauxTc,
+}
+
+/// <summary>The JSON spellings of <see cref="ScoringFunc"/> and <see cref="TopkMethod"/> (the only place that knows them).</summary>
+public static class ConfigSpellings
+{
+    private static readonly (ScoringFunc Value, string Json)[] Scoring = { (ScoringFunc.Softmax, "softmax"), (ScoringFunc.Sigmoid, "sigmoid") };
+    private static readonly (TopkMethod Value, string Json)[] Topk =
+        { (TopkMethod.Greedy, "greedy"), (TopkMethod.GroupLimitedGreedy, "group_limited_greedy"), (TopkMethod.NoauxTc, "noaux_tc") };
+
+    /// <summary>The config spelling, e.g. <c>"sigmoid"</c>.</summary>
+    public static string ToJsonName(this ScoringFunc value) => Lookup(Scoring, value, "scoring_func");
+    /// <summary>The config spelling, e.g. <c>"noaux_tc"</c>.</summary>
+    public static string ToJsonName(this TopkMethod value) => Lookup(Topk, value, "topk_method");
+
+    /// <summary>Parses a <c>scoring_func</c> spelling (exact, lower case); <paramref name="field"/> names it in the error.</summary>
+    /// <exception cref="ConfigException">Not one of the valid spellings (listed in the message).</exception>
+    public static ScoringFunc ParseScoringFunc(string text, string field = "scoring_func") => Parse(Scoring, text, field);
+    /// <summary>Parses a <c>topk_method</c> spelling (exact, lower case).</summary>
+    /// <exception cref="ConfigException">Not one of the valid spellings (listed in the message).</exception>
+    public static TopkMethod ParseTopkMethod(string text, string field = "topk_method") => Parse(Topk, text, field);
+
+    internal static string Valid<T>((T Value, string Json)[] table) =>
+        string.Join(", ", table[..^1].Select(t => $"\"{t.Json}\"")) + $" or \"{table[^1].Json}\"";
+    internal static string ValidScoring => Valid(Scoring);
+    internal static string ValidTopk => Valid(Topk);
+    internal static bool IsDefined(ScoringFunc v) => Scoring.Any(t => t.Value == v);
+    internal static bool IsDefined(TopkMethod v) => Topk.Any(t => t.Value == v);
+
+    private static string Lookup<T>((T Value, string Json)[] table, T value, string field) where T : struct, Enum
+    {
+        foreach (var t in table) if (EqualityComparer<T>.Default.Equals(t.Value, value)) return t.Json;
+        throw new ConfigException(field, $"has no value {value}; must be {Valid(table)}");
+    }
+
+    private static T Parse<T>((T Value, string Json)[] table, string text, string field)
+    {
+        foreach (var t in table) if (t.Json == text) return t.Value;
+        throw new ConfigException(field, $"must be {Valid(table)}, got \"{text}\"");
+    }
 }
 
 /// <summary>
@@ -28,38 +87,49 @@ public sealed record RopeScaling
 /// (<c>DeepseekV3Config</c>) or the official inference code's <c>ModelArgs</c> JSON (<c>inference/configs/*.json</c>).
 /// Every field is validated by <see cref="Validate"/>, which names the offending field.
 /// </summary>
+/// <remarks>
+/// The shape fields (<c>required</c>) have no default. Every other property's initial value is the value a Hugging Face
+/// <c>config.json</c> field takes when it is absent (<see cref="FromJson"/> reads absent fields from these initialisers,
+/// so there is one set of defaults): no MoE, no groups, softmax/greedy routing, full-rank queries, no YaRN, a 4096-token
+/// context. Real models are named presets: <see cref="DeepSeekV3"/>, <see cref="DeepSeekV2"/>, <see cref="DeepSeekV2Lite"/>.
+/// The official <c>ModelArgs</c> format has its own documented defaults (its dataclass), applied by <see cref="FromModelArgsJson"/>.
+/// </remarks>
 public sealed record DeepSeekConfig
 {
-    public int VocabSize { get; init; } = 129280;
-    public int HiddenSize { get; init; } = 7168;
-    public int IntermediateSize { get; init; } = 18432;
-    public int MoeIntermediateSize { get; init; } = 2048;
-    public int NumHiddenLayers { get; init; } = 61;
-    public int FirstKDenseReplace { get; init; } = 3;
+    public required int VocabSize { get; init; }
+    public required int HiddenSize { get; init; }
+    /// <summary>Width of the dense SwiGLU MLP of the first <see cref="FirstKDenseReplace"/> blocks.</summary>
+    public required int IntermediateSize { get; init; }
+    /// <summary>Width of one routed expert (required in <c>config.json</c> when <see cref="NRoutedExperts"/> &gt; 0).</summary>
+    public int MoeIntermediateSize { get; init; }
+    public required int NumHiddenLayers { get; init; }
+    public int FirstKDenseReplace { get; init; }
     public int MoeLayerFreq { get; init; } = 1;
-    public int NumAttentionHeads { get; init; } = 128;
+    public required int NumAttentionHeads { get; init; }
     /// <summary>Routed experts per MoE layer; 0 makes every layer dense.</summary>
-    public int NRoutedExperts { get; init; } = 256;
-    public int NSharedExperts { get; init; } = 1;
-    public int NumExpertsPerTok { get; init; } = 8;
-    public int NGroup { get; init; } = 8;
-    public int TopkGroup { get; init; } = 4;
-    /// <summary><c>softmax</c> (DeepSeek-V2) or <c>sigmoid</c> (DeepSeek-V3).</summary>
-    public string ScoringFunc { get; init; } = "sigmoid";
-    /// <summary><c>greedy</c>, <c>group_limited_greedy</c> (V2) or <c>noaux_tc</c> (V3: the gate has <c>e_score_correction_bias</c>).</summary>
-    public string TopkMethod { get; init; } = "noaux_tc";
-    public bool NormTopkProb { get; init; } = true;
-    public double RoutedScalingFactor { get; init; } = 2.5;
+    public int NRoutedExperts { get; init; }
+    public int NSharedExperts { get; init; }
+    /// <summary>Experts chosen per token (required in <c>config.json</c> when <see cref="NRoutedExperts"/> &gt; 0).</summary>
+    public int NumExpertsPerTok { get; init; } = 1;
+    public int NGroup { get; init; } = 1;
+    public int TopkGroup { get; init; } = 1;
+    /// <summary><c>scoring_func</c>: <see cref="ScoringFunc.Softmax"/> (DeepSeek-V2) or <see cref="ScoringFunc.Sigmoid"/> (DeepSeek-V3).</summary>
+    public ScoringFunc ScoringFunc { get; init; } = ScoringFunc.Softmax;
+    /// <summary><c>topk_method</c>: greedy, group-limited greedy (V2) or <see cref="TopkMethod.NoauxTc"/> (V3: the gate has <c>e_score_correction_bias</c>).</summary>
+    public TopkMethod TopkMethod { get; init; } = TopkMethod.Greedy;
+    public bool NormTopkProb { get; init; }
+    public double RoutedScalingFactor { get; init; } = 1.0;
     /// <summary>Rank of the low-rank query projection; null for a full-rank <c>q_proj</c> (V2-Lite).</summary>
-    public int? QLoraRank { get; init; } = 1536;
-    public int KvLoraRank { get; init; } = 512;
-    public int QkNopeHeadDim { get; init; } = 128;
-    public int QkRopeHeadDim { get; init; } = 64;
-    public int VHeadDim { get; init; } = 128;
+    public int? QLoraRank { get; init; }
+    public required int KvLoraRank { get; init; }
+    public required int QkNopeHeadDim { get; init; }
+    public required int QkRopeHeadDim { get; init; }
+    public required int VHeadDim { get; init; }
     public double RopeTheta { get; init; } = 10000;
-    public RopeScaling? RopeScaling { get; init; } = new();
+    /// <summary>YaRN settings; null for plain RoPE.</summary>
+    public RopeScaling? RopeScaling { get; init; }
     public double RmsNormEps { get; init; } = 1e-6;
-    public int MaxPositionEmbeddings { get; init; } = 163840;
+    public int MaxPositionEmbeddings { get; init; } = 4096;
     public bool TieWordEmbeddings { get; init; }
 
     /// <summary>Fields of the source JSON this type does not model, written back unchanged by <see cref="ToJson"/>.</summary>
@@ -71,7 +141,7 @@ public sealed record DeepSeekConfig
     /// <summary>Whether block <paramref name="layer"/> is an MoE layer (else a dense SwiGLU MLP).</summary>
     public bool IsMoeLayer(int layer) => NRoutedExperts > 0 && layer >= FirstKDenseReplace && layer % MoeLayerFreq == 0;
     /// <summary>Whether the gate carries the auxiliary-loss-free selection bias (<c>e_score_correction_bias</c>).</summary>
-    public bool HasGateBias => TopkMethod == "noaux_tc";
+    public bool HasGateBias => TopkMethod == TopkMethod.NoauxTc;
     /// <summary>YaRN is applied when the context length exceeds the original pre-training length (as the official code decides).</summary>
     public bool YarnActive => RopeScaling is { } r && MaxPositionEmbeddings > r.OriginalMaxPositionEmbeddings;
     /// <summary>Attention softmax scale: qk_head_dim^-0.5, times mscale² when YaRN is active (mscale = 0.1·m·ln(s) + 1).</summary>
@@ -124,10 +194,10 @@ public sealed record DeepSeekConfig
                 throw new ConfigException("topk_group", $"the {TopkGroup} selected group(s) of {NRoutedExperts / NGroup} experts hold fewer than num_experts_per_tok ({NumExpertsPerTok}) experts");
             if (HasGateBias && NGroup > 1 && NRoutedExperts / NGroup < 2)
                 throw new ConfigException("n_group", "with topk_method noaux_tc a group's score is the sum of its top-2 experts, so each group needs at least 2 experts");
-            if (ScoringFunc is not ("softmax" or "sigmoid"))
-                throw new ConfigException("scoring_func", $"must be \"softmax\" or \"sigmoid\", got \"{ScoringFunc}\"");
-            if (TopkMethod is not ("greedy" or "group_limited_greedy" or "noaux_tc"))
-                throw new ConfigException("topk_method", $"must be \"greedy\", \"group_limited_greedy\" or \"noaux_tc\", got \"{TopkMethod}\"");
+            if (!ConfigSpellings.IsDefined(ScoringFunc))
+                throw new ConfigException("scoring_func", $"must be {ConfigSpellings.ValidScoring}, got {ScoringFunc}");
+            if (!ConfigSpellings.IsDefined(TopkMethod))
+                throw new ConfigException("topk_method", $"must be {ConfigSpellings.ValidTopk}, got {TopkMethod}");
             if (!(RoutedScalingFactor > 0) || double.IsInfinity(RoutedScalingFactor))
                 throw new ConfigException("routed_scaling_factor", $"must be a positive finite number, got {RoutedScalingFactor}");
         }
@@ -159,7 +229,17 @@ public sealed record DeepSeekConfig
         "qk_rope_head_dim", "v_head_dim", "rope_theta", "rope_scaling", "rms_norm_eps", "max_position_embeddings", "tie_word_embeddings",
     };
 
-    /// <summary>Parses a Hugging Face DeepSeek-V2/V3 <c>config.json</c> text and validates it.</summary>
+    /// <summary>
+    /// The values of absent Hugging Face <c>config.json</c> fields: this record's initialisers (the shape fields are
+    /// required in the file, so their placeholders here are never read).
+    /// </summary>
+    private static readonly DeepSeekConfig Absent = new()
+    {
+        VocabSize = 0, HiddenSize = 0, IntermediateSize = 0, NumHiddenLayers = 0, NumAttentionHeads = 0,
+        KvLoraRank = 0, QkNopeHeadDim = 0, QkRopeHeadDim = 0, VHeadDim = 0,
+    };
+
+    /// <summary>Parses a Hugging Face DeepSeek-V2/V3 <c>config.json</c> text and validates it; absent optional fields take this record's initial values.</summary>
     /// <exception cref="ConfigException">A field is missing, has the wrong JSON type, or an invalid value.</exception>
     public static DeepSeekConfig FromJson(string json)
     {
@@ -167,7 +247,7 @@ public sealed record DeepSeekConfig
         try { o = JsonNode.Parse(json) as JsonObject ?? throw new ConfigException("(root)", "config.json must be a JSON object"); }
         catch (JsonException e) { throw new ConfigException("(root)", $"config.json is not valid JSON: {e.Message}"); }
 
-        string[] required = { "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim" };
+        string[] required = { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim" };
         foreach (var f in required)
             if (o[f] is null) throw new ConfigException(f, "is required in a DeepSeek config.json but missing");
 
@@ -175,36 +255,37 @@ public sealed record DeepSeekConfig
         foreach (var (k, v) in o)
             if (Array.IndexOf(KnownHfFields, k) < 0) extra[k] = v?.DeepClone();
 
-        var nRouted = OptInt(o, "n_routed_experts") ?? 0;
+        var a = Absent;
+        var nRouted = OptInt(o, "n_routed_experts") ?? a.NRoutedExperts;
         var cfg = new DeepSeekConfig
         {
             VocabSize = Int(o, "vocab_size"),
             HiddenSize = Int(o, "hidden_size"),
-            IntermediateSize = OptInt(o, "intermediate_size") ?? 4 * Int(o, "hidden_size"),
-            MoeIntermediateSize = OptInt(o, "moe_intermediate_size") ?? 0,
+            IntermediateSize = Int(o, "intermediate_size"),
+            MoeIntermediateSize = OptInt(o, "moe_intermediate_size") ?? a.MoeIntermediateSize,
             NumHiddenLayers = Int(o, "num_hidden_layers"),
-            FirstKDenseReplace = OptInt(o, "first_k_dense_replace") ?? 0,
-            MoeLayerFreq = OptInt(o, "moe_layer_freq") ?? 1,
+            FirstKDenseReplace = OptInt(o, "first_k_dense_replace") ?? a.FirstKDenseReplace,
+            MoeLayerFreq = OptInt(o, "moe_layer_freq") ?? a.MoeLayerFreq,
             NumAttentionHeads = Int(o, "num_attention_heads"),
             NRoutedExperts = nRouted,
-            NSharedExperts = OptInt(o, "n_shared_experts") ?? 0,
-            NumExpertsPerTok = OptInt(o, "num_experts_per_tok") ?? (nRouted > 0 ? throw new ConfigException("num_experts_per_tok", "is required when n_routed_experts > 0") : 1),
-            NGroup = OptInt(o, "n_group") ?? 1,
-            TopkGroup = OptInt(o, "topk_group") ?? 1,
-            ScoringFunc = OptString(o, "scoring_func") ?? "softmax",
-            TopkMethod = OptString(o, "topk_method") ?? "greedy",
-            NormTopkProb = OptBool(o, "norm_topk_prob") ?? false,
-            RoutedScalingFactor = OptDouble(o, "routed_scaling_factor") ?? 1.0,
-            QLoraRank = OptInt(o, "q_lora_rank"),
+            NSharedExperts = OptInt(o, "n_shared_experts") ?? a.NSharedExperts,
+            NumExpertsPerTok = OptInt(o, "num_experts_per_tok") ?? (nRouted > 0 ? throw new ConfigException("num_experts_per_tok", "is required when n_routed_experts > 0") : a.NumExpertsPerTok),
+            NGroup = OptInt(o, "n_group") ?? a.NGroup,
+            TopkGroup = OptInt(o, "topk_group") ?? a.TopkGroup,
+            ScoringFunc = OptString(o, "scoring_func") is { } sf ? ConfigSpellings.ParseScoringFunc(sf) : a.ScoringFunc,
+            TopkMethod = OptString(o, "topk_method") is { } tm ? ConfigSpellings.ParseTopkMethod(tm) : a.TopkMethod,
+            NormTopkProb = OptBool(o, "norm_topk_prob") ?? a.NormTopkProb,
+            RoutedScalingFactor = OptDouble(o, "routed_scaling_factor") ?? a.RoutedScalingFactor,
+            QLoraRank = OptInt(o, "q_lora_rank") ?? a.QLoraRank,
             KvLoraRank = Int(o, "kv_lora_rank"),
             QkNopeHeadDim = Int(o, "qk_nope_head_dim"),
             QkRopeHeadDim = Int(o, "qk_rope_head_dim"),
             VHeadDim = Int(o, "v_head_dim"),
-            RopeTheta = OptDouble(o, "rope_theta") ?? 10000,
-            RopeScaling = ParseRopeScaling(o["rope_scaling"]),
-            RmsNormEps = OptDouble(o, "rms_norm_eps") ?? 1e-6,
-            MaxPositionEmbeddings = OptInt(o, "max_position_embeddings") ?? 4096,
-            TieWordEmbeddings = OptBool(o, "tie_word_embeddings") ?? false,
+            RopeTheta = OptDouble(o, "rope_theta") ?? a.RopeTheta,
+            RopeScaling = ParseRopeScaling(o["rope_scaling"]) ?? a.RopeScaling,
+            RmsNormEps = OptDouble(o, "rms_norm_eps") ?? a.RmsNormEps,
+            MaxPositionEmbeddings = OptInt(o, "max_position_embeddings") ?? a.MaxPositionEmbeddings,
+            TieWordEmbeddings = OptBool(o, "tie_word_embeddings") ?? a.TieWordEmbeddings,
             ExtraFields = extra,
         };
         return cfg.Validate();
@@ -218,19 +299,22 @@ public sealed record DeepSeekConfig
         catch (ConfigException e) { throw new ConfigException(e.Field, e.Problem, path); }
     }
 
+    /// <summary>The values of absent <c>rope_scaling</c> fields: <see cref="Model.RopeScaling"/>'s initialisers.</summary>
+    private static readonly RopeScaling AbsentRope = new() { Factor = 0, OriginalMaxPositionEmbeddings = 0 };
+
     private static RopeScaling? ParseRopeScaling(JsonNode? node)
     {
         if (node is null) return null;
         if (node is not JsonObject r) throw new ConfigException("rope_scaling", "must be null or an object");
         return new RopeScaling
         {
-            Type = OptString(r, "type", "rope_scaling.") ?? OptString(r, "rope_type", "rope_scaling.") ?? "yarn",
+            Type = OptString(r, "type", "rope_scaling.") ?? OptString(r, "rope_type", "rope_scaling.") ?? AbsentRope.Type,
             Factor = OptDouble(r, "factor", "rope_scaling.") ?? throw new ConfigException("rope_scaling.factor", "is required"),
             OriginalMaxPositionEmbeddings = OptInt(r, "original_max_position_embeddings", "rope_scaling.") ?? throw new ConfigException("rope_scaling.original_max_position_embeddings", "is required"),
-            BetaFast = OptDouble(r, "beta_fast", "rope_scaling.") ?? 32,
-            BetaSlow = OptDouble(r, "beta_slow", "rope_scaling.") ?? 1,
-            Mscale = OptDouble(r, "mscale", "rope_scaling.") ?? 1,
-            MscaleAllDim = OptDouble(r, "mscale_all_dim", "rope_scaling.") ?? 0,
+            BetaFast = OptDouble(r, "beta_fast", "rope_scaling.") ?? AbsentRope.BetaFast,
+            BetaSlow = OptDouble(r, "beta_slow", "rope_scaling.") ?? AbsentRope.BetaSlow,
+            Mscale = OptDouble(r, "mscale", "rope_scaling.") ?? AbsentRope.Mscale,
+            MscaleAllDim = OptDouble(r, "mscale_all_dim", "rope_scaling.") ?? AbsentRope.MscaleAllDim,
         };
     }
 
@@ -258,8 +342,8 @@ public sealed record DeepSeekConfig
         o["num_experts_per_tok"] = NumExpertsPerTok;
         o["n_group"] = NGroup;
         o["topk_group"] = TopkGroup;
-        o["scoring_func"] = ScoringFunc;
-        o["topk_method"] = TopkMethod;
+        o["scoring_func"] = ScoringFunc.ToJsonName();
+        o["topk_method"] = TopkMethod.ToJsonName();
         o["norm_topk_prob"] = NormTopkProb;
         o["routed_scaling_factor"] = RoutedScalingFactor;
         o["q_lora_rank"] = QLoraRank;
@@ -288,7 +372,8 @@ public sealed record DeepSeekConfig
 
     /// <summary>
     /// Parses the official inference code's <c>ModelArgs</c> JSON (<c>inference/configs/*.json</c>); absent fields take
-    /// the <c>ModelArgs</c> defaults of DeepSeek-V3's <c>inference/model.py</c>. <paramref name="hasGateBias"/> says whether
+    /// the <c>ModelArgs</c> dataclass defaults of DeepSeek-V3's <c>inference/model.py</c> (this method is the one place
+    /// that holds them; they describe a DeepSeek-V2-Lite-sized model). <paramref name="hasGateBias"/> says whether
     /// the checkpoint holds <c>gate.bias</c> tensors (the official code creates them only when dim == 7168).
     /// </summary>
     public static DeepSeekConfig FromModelArgsJson(string json, bool? hasGateBias = null)
@@ -299,7 +384,7 @@ public sealed record DeepSeekConfig
         int dim = OptInt(o, "dim") ?? 2048;
         int maxSeq = OptInt(o, "max_seq_len") ?? 4096 * 4;
         int qLora = OptInt(o, "q_lora_rank") ?? 0;
-        string score = OptString(o, "score_func") ?? "softmax";
+        var score = OptString(o, "score_func") is { } sf ? ConfigSpellings.ParseScoringFunc(sf, "score_func") : ScoringFunc.Softmax;
         bool bias = hasGateBias ?? dim == 7168;
         int nGroups = OptInt(o, "n_expert_groups") ?? 1;
         var cfg = new DeepSeekConfig
@@ -317,8 +402,8 @@ public sealed record DeepSeekConfig
             NGroup = nGroups,
             TopkGroup = OptInt(o, "n_limited_groups") ?? 1,
             ScoringFunc = score,
-            TopkMethod = bias ? "noaux_tc" : nGroups > 1 ? "group_limited_greedy" : "greedy",
-            NormTopkProb = score == "sigmoid",
+            TopkMethod = bias ? TopkMethod.NoauxTc : nGroups > 1 ? TopkMethod.GroupLimitedGreedy : TopkMethod.Greedy,
+            NormTopkProb = score == ScoringFunc.Sigmoid,
             RoutedScalingFactor = OptDouble(o, "route_scale") ?? 1.0,
             QLoraRank = qLora == 0 ? null : qLora,
             KvLoraRank = OptInt(o, "kv_lora_rank") ?? 512,
@@ -376,7 +461,7 @@ public sealed record DeepSeekConfig
             ["n_activated_experts"] = NumExpertsPerTok,
             ["n_expert_groups"] = NGroup,
             ["n_limited_groups"] = TopkGroup,
-            ["score_func"] = ScoringFunc,
+            ["score_func"] = ScoringFunc.ToJsonName(),
             ["route_scale"] = RoutedScalingFactor,
             ["q_lora_rank"] = QLoraRank ?? 0,
             ["kv_lora_rank"] = KvLoraRank,
@@ -433,12 +518,56 @@ public sealed record DeepSeekConfig
         throw new ConfigException(prefix + f, $"must be a string, got {n.ToJsonString()}");
     }
 
+    // ------------------------------------------------------------------ named presets
+
+    /// <summary>
+    /// DeepSeek-V3 (671B total, 37B active; also DeepSeek-R1 and V3.1's shape): the <c>config.json</c> of
+    /// deepseek-ai/DeepSeek-V3 (= the official <c>inference/configs/config_671B.json</c>).
+    /// </summary>
+    public static DeepSeekConfig DeepSeekV3 => new()
+    {
+        VocabSize = 129280, HiddenSize = 7168, IntermediateSize = 18432, MoeIntermediateSize = 2048, NumHiddenLayers = 61,
+        FirstKDenseReplace = 3, MoeLayerFreq = 1, NumAttentionHeads = 128, NRoutedExperts = 256, NSharedExperts = 1, NumExpertsPerTok = 8,
+        NGroup = 8, TopkGroup = 4, ScoringFunc = ScoringFunc.Sigmoid, TopkMethod = TopkMethod.NoauxTc, NormTopkProb = true,
+        RoutedScalingFactor = 2.5, QLoraRank = 1536, KvLoraRank = 512, QkNopeHeadDim = 128, QkRopeHeadDim = 64, VHeadDim = 128,
+        RopeTheta = 10000,
+        RopeScaling = new RopeScaling { Factor = 40, OriginalMaxPositionEmbeddings = 4096, BetaFast = 32, BetaSlow = 1, Mscale = 1.0, MscaleAllDim = 1.0 },
+        RmsNormEps = 1e-6, MaxPositionEmbeddings = 163840, TieWordEmbeddings = false,
+    };
+
+    /// <summary>DeepSeek-V2 (236B total, 21B active): the <c>config.json</c> of deepseek-ai/DeepSeek-V2 (<c>config_236B.json</c>).</summary>
+    public static DeepSeekConfig DeepSeekV2 => new()
+    {
+        VocabSize = 102400, HiddenSize = 5120, IntermediateSize = 12288, MoeIntermediateSize = 1536, NumHiddenLayers = 60,
+        FirstKDenseReplace = 1, MoeLayerFreq = 1, NumAttentionHeads = 128, NRoutedExperts = 160, NSharedExperts = 2, NumExpertsPerTok = 6,
+        NGroup = 8, TopkGroup = 3, ScoringFunc = ScoringFunc.Softmax, TopkMethod = TopkMethod.GroupLimitedGreedy, NormTopkProb = false,
+        RoutedScalingFactor = 16.0, QLoraRank = 1536, KvLoraRank = 512, QkNopeHeadDim = 128, QkRopeHeadDim = 64, VHeadDim = 128,
+        RopeTheta = 10000,
+        RopeScaling = new RopeScaling { Factor = 40, OriginalMaxPositionEmbeddings = 4096, BetaFast = 32, BetaSlow = 1, Mscale = 0.707, MscaleAllDim = 0.707 },
+        RmsNormEps = 1e-6, MaxPositionEmbeddings = 163840, TieWordEmbeddings = false,
+    };
+
+    /// <summary>
+    /// DeepSeek-V2-Lite (16B total, 2.4B active; full-rank queries): the <c>config.json</c> of deepseek-ai/DeepSeek-V2-Lite
+    /// (<c>config_16B.json</c>).
+    /// </summary>
+    public static DeepSeekConfig DeepSeekV2Lite => new()
+    {
+        VocabSize = 102400, HiddenSize = 2048, IntermediateSize = 10944, MoeIntermediateSize = 1408, NumHiddenLayers = 27,
+        FirstKDenseReplace = 1, MoeLayerFreq = 1, NumAttentionHeads = 16, NRoutedExperts = 64, NSharedExperts = 2, NumExpertsPerTok = 6,
+        NGroup = 1, TopkGroup = 1, ScoringFunc = ScoringFunc.Softmax, TopkMethod = TopkMethod.Greedy, NormTopkProb = false,
+        RoutedScalingFactor = 1.0, QLoraRank = null, KvLoraRank = 512, QkNopeHeadDim = 128, QkRopeHeadDim = 64, VHeadDim = 128,
+        RopeTheta = 10000,
+        RopeScaling = new RopeScaling { Factor = 40, OriginalMaxPositionEmbeddings = 4096, BetaFast = 32, BetaSlow = 1, Mscale = 0.707, MscaleAllDim = 0.707 },
+        RmsNormEps = 1e-6, MaxPositionEmbeddings = 163840, TieWordEmbeddings = false,
+    };
+
     /// <summary>A tiny configuration for tests and examples: every feature on (query LoRA, sigmoid gate with bias and groups, YaRN).</summary>
     public static DeepSeekConfig TinyFullFeatured => new()
     {
         VocabSize = 64, HiddenSize = 32, IntermediateSize = 64, MoeIntermediateSize = 16, NumHiddenLayers = 3, FirstKDenseReplace = 1,
         NumAttentionHeads = 2, NRoutedExperts = 8, NSharedExperts = 1, NumExpertsPerTok = 2, NGroup = 4, TopkGroup = 2,
-        ScoringFunc = "sigmoid", TopkMethod = "noaux_tc", NormTopkProb = true, RoutedScalingFactor = 2.5, QLoraRank = 16, KvLoraRank = 16,
+        ScoringFunc = ScoringFunc.Sigmoid, TopkMethod = TopkMethod.NoauxTc, NormTopkProb = true, RoutedScalingFactor = 2.5, QLoraRank = 16, KvLoraRank = 16,
         QkNopeHeadDim = 8, QkRopeHeadDim = 4, VHeadDim = 8, RopeTheta = 10000,
         RopeScaling = new RopeScaling { Factor = 4, OriginalMaxPositionEmbeddings = 16, BetaFast = 32, BetaSlow = 1, Mscale = 1, MscaleAllDim = 1 },
         RmsNormEps = 1e-6, MaxPositionEmbeddings = 64,

@@ -153,7 +153,7 @@ public class ShippedCheckpointTests
         Assert.True(bytes <= 20L * 1024 * 1024, $"checkpoint is {bytes} bytes");
         using var ckpt = DeepSeekNotebooks.Model.Checkpoints.Checkpoint.Load(dir);
         Assert.NotNull(ckpt.Tokenizer);
-        Assert.Equal("noaux_tc", ckpt.Config.TopkMethod);
+        Assert.Equal(DeepSeekNotebooks.Model.TopkMethod.NoauxTc, ckpt.Config.TopkMethod);
         var training = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "training.json")))!;
         foreach (var key in new[] { "command", "seed", "git_commit", "threads", "metrics" }) Assert.NotNull(training[key]);
         var header = File.ReadLines(Path.Combine(dir, "telemetry", "steps.csv")).First().Split(',');

@@ -24,8 +24,8 @@ public class ModelViewAndDashboardTests
     [Fact]
     public void ArchitectureFromConfigAndFullSizeScene()
     {
-        // DeepSeek-V3's own shape (the config defaults): 61 blocks, first 3 dense, 128 heads, 256 routed + 1 shared, top-8.
-        var v3 = ModelArchitecture.From(new DeepSeekNotebooks.Model.DeepSeekConfig(), "DeepSeek-V3");
+        // DeepSeek-V3's own shape (the DeepSeekV3 preset): 61 blocks, first 3 dense, 128 heads, 256 routed + 1 shared, top-8.
+        var v3 = ModelArchitecture.From(DeepSeekNotebooks.Model.DeepSeekConfig.DeepSeekV3, "DeepSeek-V3");
         Assert.Equal(61, v3.Layers.Count);
         Assert.Equal(58, v3.MoeLayers.Count);
         Assert.Equal((128, 256, 1, 8), (v3.AttentionHeads, v3.RoutedExperts, v3.SharedExperts, v3.ExpertsPerToken));

@@ -53,7 +53,7 @@ public sealed class Gate : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var logits = nn.functional.linear(x, weight);
-        var scores = _c.ScoringFunc == "softmax" ? logits.softmax(-1, float32) : logits.sigmoid();
+        var scores = _c.ScoringFunc == ScoringFunc.Softmax ? logits.softmax(-1, float32) : logits.sigmoid();
         if (ctx is not null) scores = ctx.Point(HookPoints.RouterScores(_layer), scores);
         var original = scores;
         var selection = bias is null ? scores : scores + bias;
@@ -69,7 +69,7 @@ public sealed class Gate : nn.Module<Tensor, Tensor>
         }
         var indices = selection.topk(_c.NumExpertsPerTok, dim: -1).indexes;
         var weights = original.gather(1, indices);
-        if (_c.ScoringFunc == "sigmoid" || _c.NormTopkProb) weights = weights / weights.sum(-1, keepdim: true);
+        if (_c.ScoringFunc == ScoringFunc.Sigmoid || _c.NormTopkProb) weights = weights / weights.sum(-1, keepdim: true);
         weights = weights * _c.RoutedScalingFactor;
         if (ctx is not null)
         {

@@ -104,7 +104,7 @@ public sealed record TrainingOptions
     {
         VocabSize = vocabSize, HiddenSize = 128, IntermediateSize = 384, MoeIntermediateSize = 96, NumHiddenLayers = 4, FirstKDenseReplace = 1,
         MoeLayerFreq = 1, NumAttentionHeads = 4, NRoutedExperts = 8, NSharedExperts = 1, NumExpertsPerTok = 2, NGroup = 2, TopkGroup = 1,
-        ScoringFunc = "sigmoid", TopkMethod = "noaux_tc", NormTopkProb = true, RoutedScalingFactor = 1.0, QLoraRank = 64, KvLoraRank = 32,
+        ScoringFunc = ScoringFunc.Sigmoid, TopkMethod = TopkMethod.NoauxTc, NormTopkProb = true, RoutedScalingFactor = 1.0, QLoraRank = 64, KvLoraRank = 32,
         QkNopeHeadDim = 32, QkRopeHeadDim = 16, VHeadDim = 32, RopeTheta = 10000, RopeScaling = null, RmsNormEps = 1e-6,
         MaxPositionEmbeddings = 256, TieWordEmbeddings = false,
     };

@@ -153,4 +153,131 @@ public class ConfigTests
         var e = Assert.Throws<ConfigException>(() => DeepSeekConfig.FromModelArgsJson(json));
         Assert.Equal(field, e.Field);
     }
+
+    // ------------------------------------------------------------------ one set of defaults, presets, enum spellings
+
+    private const string MinimalHf = """
+        { "vocab_size": 64, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 2,
+          "kv_lora_rank": 8, "qk_nope_head_dim": 4, "qk_rope_head_dim": 4, "v_head_dim": 4 }
+        """;
+
+    [Fact]
+    public void AbsentHfFields_TakeTheRecordsInitialValues_OneSetOfDefaults()
+    {
+        var read = DeepSeekConfig.FromJson(MinimalHf) with { ExtraFields = null };
+        var constructed = new DeepSeekConfig
+        {
+            VocabSize = 64, HiddenSize = 32, IntermediateSize = 48, NumHiddenLayers = 2, NumAttentionHeads = 2,
+            KvLoraRank = 8, QkNopeHeadDim = 4, QkRopeHeadDim = 4, VHeadDim = 4,
+        };
+        Assert.Equal(constructed, read);
+        // The documented meaning of an absent field: a dense model, softmax/greedy routing, full-rank queries, no YaRN, 4096 tokens.
+        Assert.Equal((0, 0, 1, 1, 1, ScoringFunc.Softmax, TopkMethod.Greedy, false, 1.0, (int?)null, (RopeScaling?)null, 4096, 1e-6, 10000.0),
+            (read.NRoutedExperts, read.NSharedExperts, read.NGroup, read.TopkGroup, read.NumExpertsPerTok, read.ScoringFunc, read.TopkMethod,
+             read.NormTopkProb, read.RoutedScalingFactor, read.QLoraRank, read.RopeScaling, read.MaxPositionEmbeddings, read.RmsNormEps, read.RopeTheta));
+        Assert.All(new[] { 0, 1 }, l => Assert.False(read.IsMoeLayer(l)));
+    }
+
+    [Fact]
+    public void AbsentRopeScalingFields_TakeTheRopeScalingInitialValues()
+    {
+        var json = Mutate(MinimalHf, o => o["rope_scaling"] = new JsonObject { ["type"] = "yarn", ["factor"] = 4, ["original_max_position_embeddings"] = 16 });
+        Assert.Equal(new RopeScaling { Factor = 4, OriginalMaxPositionEmbeddings = 16 }, DeepSeekConfig.FromJson(json).RopeScaling);
+    }
+
+    [Fact]
+    public void TheShapeFields_AreRequired_SoNoModelSizeIsASilentDefault()
+    {
+        var required = typeof(DeepSeekConfig).GetProperties()
+            .Where(p => p.GetCustomAttributes(typeof(System.Runtime.CompilerServices.RequiredMemberAttribute), false).Length > 0)
+            .Select(p => p.Name).Order();
+        Assert.Equal(new[] { "HiddenSize", "IntermediateSize", "KvLoraRank", "NumAttentionHeads", "NumHiddenLayers", "QkNopeHeadDim",
+            "QkRopeHeadDim", "VHeadDim", "VocabSize" }, required);
+        var e = Assert.Throws<ConfigException>(() => DeepSeekConfig.FromJson(Mutate(MinimalHf, o => o.Remove("intermediate_size"))));
+        Assert.Equal("intermediate_size", e.Field);
+    }
+
+    // The official inference/configs/*.json of deepseek-ai/DeepSeek-V3 (config_671B: V3; config_236B: V2; config_16B: V2-Lite).
+    private const string Config671B = """
+        { "vocab_size": 129280, "dim": 7168, "inter_dim": 18432, "moe_inter_dim": 2048, "n_layers": 61, "n_dense_layers": 3,
+          "n_heads": 128, "n_routed_experts": 256, "n_shared_experts": 1, "n_activated_experts": 8, "n_expert_groups": 8,
+          "n_limited_groups": 4, "route_scale": 2.5, "score_func": "sigmoid", "q_lora_rank": 1536, "kv_lora_rank": 512,
+          "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "dtype": "fp8" }
+        """;
+    private const string Config236B = """
+        { "vocab_size": 102400, "dim": 5120, "inter_dim": 12288, "moe_inter_dim": 1536, "n_layers": 60, "n_dense_layers": 1,
+          "n_heads": 128, "n_routed_experts": 160, "n_shared_experts": 2, "n_activated_experts": 6, "n_expert_groups": 8,
+          "n_limited_groups": 3, "route_scale": 16.0, "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+          "qk_rope_head_dim": 64, "v_head_dim": 128 }
+        """;
+    private const string Config16B = """
+        { "vocab_size": 102400, "dim": 2048, "inter_dim": 10944, "moe_inter_dim": 1408, "n_layers": 27, "n_dense_layers": 1,
+          "n_heads": 16, "n_routed_experts": 64, "n_shared_experts": 2, "n_activated_experts": 6, "route_scale": 1.0,
+          "q_lora_rank": 0, "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "mscale": 0.707 }
+        """;
+
+    public static TheoryData<string> Presets => new() { "V3", "V2", "V2-Lite" };
+
+    private static (DeepSeekConfig Preset, string Official) PresetAndOfficial(string name) => name switch
+    {
+        "V3" => (DeepSeekConfig.DeepSeekV3, Config671B),
+        "V2" => (DeepSeekConfig.DeepSeekV2, Config236B),
+        _ => (DeepSeekConfig.DeepSeekV2Lite, Config16B),
+    };
+
+    [Theory]
+    [MemberData(nameof(Presets))]
+    public void Presets_AgreeWithTheOfficialModelArgsConfigs(string name)
+    {
+        var (preset, official) = PresetAndOfficial(name);
+        var args = DeepSeekConfig.FromModelArgsJson(official);
+        // ModelArgs files leave the context length to the run (max_seq_len), and the 236B file leaves mscale at its default.
+        Assert.Equal(preset with { MaxPositionEmbeddings = 0, RopeScaling = null },
+            args with { MaxPositionEmbeddings = 0, RopeScaling = null, ExtraFields = null });
+        Assert.Equal((40.0, 4096), (args.RopeScaling!.Factor, args.RopeScaling.OriginalMaxPositionEmbeddings));
+        Assert.Equal((preset.RopeScaling!.Factor, preset.RopeScaling.OriginalMaxPositionEmbeddings), (args.RopeScaling.Factor, args.RopeScaling.OriginalMaxPositionEmbeddings));
+        if (name != "V2") Assert.Equal(preset.RopeScaling.MscaleAllDim, args.RopeScaling.MscaleAllDim);
+        Assert.True(preset.YarnActive);
+    }
+
+    [Theory]
+    [MemberData(nameof(Presets))]
+    public void Presets_RoundTripThroughConfigJson_WithTheJsonSpellings(string name)
+    {
+        var (preset, _) = PresetAndOfficial(name);
+        var json = preset.ToJson();
+        var o = JsonNode.Parse(json)!.AsObject();
+        var (scoring, method) = name switch { "V3" => ("sigmoid", "noaux_tc"), "V2" => ("softmax", "group_limited_greedy"), _ => ("softmax", "greedy") };
+        Assert.Equal(scoring, (string)o["scoring_func"]!);
+        Assert.Equal(method, (string)o["topk_method"]!);
+        Assert.Equal(preset, DeepSeekConfig.FromJson(json) with { ExtraFields = null });
+        var args = JsonNode.Parse(preset.ToModelArgsJson())!.AsObject();
+        Assert.Equal(scoring, (string)args["score_func"]!);
+    }
+
+    [Theory]
+    [InlineData("scoring_func", "relu", "must be \"softmax\" or \"sigmoid\", got \"relu\"")]
+    [InlineData("scoring_func", "Sigmoid", "must be \"softmax\" or \"sigmoid\", got \"Sigmoid\"")]
+    [InlineData("topk_method", "noaux", "must be \"greedy\", \"group_limited_greedy\" or \"noaux_tc\", got \"noaux\"")]
+    [InlineData("topk_method", "gready", "must be \"greedy\", \"group_limited_greedy\" or \"noaux_tc\", got \"gready\"")]
+    public void BadEnumSpellings_NameTheFieldAndTheValidSpellings(string field, string value, string problem)
+    {
+        var json = Mutate(File.ReadAllText(GoldenHfConfig), o => o[field] = value);
+        var e = Assert.Throws<ConfigException>(() => DeepSeekConfig.FromJson(json));
+        Assert.Equal(field, e.Field);
+        Assert.Equal(problem, e.Problem);
+    }
+
+    [Fact]
+    public void BadEnumValues_InModelArgsAndInCode_NameTheField()
+    {
+        var e = Assert.Throws<ConfigException>(() => DeepSeekConfig.FromModelArgsJson(Mutate(File.ReadAllText(GoldenModelArgs), o => o["score_func"] = "tanh")));
+        Assert.Equal("score_func", e.Field);
+        Assert.Contains("\"softmax\" or \"sigmoid\"", e.Message);
+        var bad = Assert.Throws<ConfigException>(() => (DeepSeekConfig.TinyFullFeatured with { TopkMethod = (TopkMethod)7 }).Validate());
+        Assert.Equal("topk_method", bad.Field);
+        Assert.Contains("\"noaux_tc\"", bad.Message);
+        Assert.Equal("sigmoid", ScoringFunc.Sigmoid.ToJsonName());
+        Assert.Equal(TopkMethod.GroupLimitedGreedy, ConfigSpellings.ParseTopkMethod("group_limited_greedy"));
+    }
 }

@@ -13,7 +13,7 @@ public class GateRoutingTests
 {
     private static double Logit(double s) => Math.Log(s / (1 - s));
 
-    private static DeepSeekConfig Cfg(int experts, int groups, int topkGroup, int k, string scoring, string method,
+    private static DeepSeekConfig Cfg(int experts, int groups, int topkGroup, int k, ScoringFunc scoring, TopkMethod method,
         bool norm = false, double scale = 1.0) =>
         (DeepSeekConfig.TinyFullFeatured with
         {
@@ -54,7 +54,7 @@ public class GateRoutingTests
     [Fact]
     public void Sigmoid_SelectionBiasChangesTheChoice_ButWeightsComeFromUnbiasedScores()
     {
-        var c = Cfg(4, 1, 1, 2, "sigmoid", "noaux_tc", norm: true, scale: 2.5);
+        var c = Cfg(4, 1, 1, 2, ScoringFunc.Sigmoid, TopkMethod.NoauxTc, norm: true, scale: 2.5);
         double[] s = { 0.88, 0.73, 0.50, 0.27 };
         var logits = new[] { s.Select(Logit).ToArray() };
 
@@ -80,7 +80,7 @@ public class GateRoutingTests
     [InlineData("sum-all", new[] { 0.95, 0.30, 0.30, 0.60, 0.58, 0.01, 0.50, 0.49, 0.45, 0.10, 0.10, 0.10 }, new long[] { 0, 3 })]
     public void GroupLimited_WithBias_GroupScoreIsSumOfTop2_AndDroppedGroupsAreNeverSelected(string _, double[] scores, long[] expected)
     {
-        var c = Cfg(12, 4, 2, 2, "sigmoid", "noaux_tc", norm: true, scale: 2.5);
+        var c = Cfg(12, 4, 2, 2, ScoringFunc.Sigmoid, TopkMethod.NoauxTc, norm: true, scale: 2.5);
         var r = Route(c, new[] { scores.Select(Logit).ToArray() }, new double[12]);
         Assert.Equal(expected, r.Indices[0]);
         double a = scores[expected[0]], b = scores[expected[1]];
@@ -93,7 +93,7 @@ public class GateRoutingTests
         // 4 experts, 2 groups of 2, keep 1 group, top-2; bias −1 makes every selection score negative:
         // selection = −0.1, −0.2, −0.7, −0.8 → group 0 wins (−0.3 vs −1.5). Official (−∞ fill): experts 0, 1.
         // HF's masked_fill(…, 0.0) would give the dropped experts 2, 3 a score of 0 > −0.1 and select them.
-        var c = Cfg(4, 2, 1, 2, "sigmoid", "noaux_tc", norm: true, scale: 1.0);
+        var c = Cfg(4, 2, 1, 2, ScoringFunc.Sigmoid, TopkMethod.NoauxTc, norm: true, scale: 1.0);
         var r = Route(c, new[] { new[] { 0.9, 0.8, 0.3, 0.2 }.Select(Logit).ToArray() }, new[] { -1.0, -1, -1, -1 });
         Assert.Equal(new long[] { 0, 1 }, r.Indices[0]);
         Close(new[] { 0.9 / 1.7, 0.8 / 1.7 }, r.Weights[0]);
@@ -106,7 +106,7 @@ public class GateRoutingTests
     {
         // 6 experts, 3 groups of 2, keep 1 group, top-2, scale 1.5. Group 0 has the largest single logit (3.0) but
         // group 1 has the larger sum of its two probabilities (e^2.6 + e^2.5 > e^3 + e^-3): max ⇒ group 0.
-        var c = Cfg(6, 3, 1, 2, "softmax", "group_limited_greedy", norm: normTopkProb, scale: 1.5);
+        var c = Cfg(6, 3, 1, 2, ScoringFunc.Softmax, TopkMethod.GroupLimitedGreedy, norm: normTopkProb, scale: 1.5);
         double[] logits = { 3.0, -3.0, 2.6, 2.5, 0.0, 0.1 };
         var r = Route(c, new[] { logits }, null);
         Assert.Equal(new long[] { 0, 1 }, r.Indices[0]);
@@ -119,7 +119,7 @@ public class GateRoutingTests
     [Fact]
     public void Softmax_Greedy_NoGroups_TopKOfProbabilities()
     {
-        var c = Cfg(5, 1, 1, 3, "softmax", "greedy", scale: 1.0);
+        var c = Cfg(5, 1, 1, 3, ScoringFunc.Softmax, TopkMethod.Greedy, scale: 1.0);
         double[] logits = { 0.1, 2.0, -1.0, 1.5, 1.9 };
         var r = Route(c, new[] { logits }, null);
         Assert.Equal(new long[] { 1, 4, 3 }, r.Indices[0]);
@@ -131,10 +131,10 @@ public class GateRoutingTests
 
     private static DeepSeekConfig Named(string name) => name switch
     {
-        "v3-groups-bias" => Cfg(32, 8, 3, 4, "sigmoid", "noaux_tc", norm: true, scale: 2.5),
-        "v3-no-groups" => Cfg(16, 1, 1, 3, "sigmoid", "noaux_tc", norm: true, scale: 1.7),
-        "v2-softmax-groups" => Cfg(24, 4, 2, 5, "softmax", "group_limited_greedy", scale: 16),
-        _ => Cfg(10, 1, 1, 2, "softmax", "greedy", norm: true, scale: 1.0),
+        "v3-groups-bias" => Cfg(32, 8, 3, 4, ScoringFunc.Sigmoid, TopkMethod.NoauxTc, norm: true, scale: 2.5),
+        "v3-no-groups" => Cfg(16, 1, 1, 3, ScoringFunc.Sigmoid, TopkMethod.NoauxTc, norm: true, scale: 1.7),
+        "v2-softmax-groups" => Cfg(24, 4, 2, 5, ScoringFunc.Softmax, TopkMethod.GroupLimitedGreedy, scale: 16),
+        _ => Cfg(10, 1, 1, 2, ScoringFunc.Softmax, TopkMethod.Greedy, norm: true, scale: 1.0),
     };
 
     [Theory]
@@ -157,7 +157,7 @@ public class GateRoutingTests
             Close(want.Weights, got.Weights[t], 1e-5);
         }
         Assert.True(compared > tokens * 0.9, $"only {compared} tokens without near-ties");
-        if (c.ScoringFunc == "sigmoid" || c.NormTopkProb)
+        if (c.ScoringFunc == ScoringFunc.Sigmoid || c.NormTopkProb)
             Assert.All(got.Weights, w => Assert.Equal(c.RoutedScalingFactor, w.Sum(), 4));
     }
 

@@ -15,7 +15,7 @@ internal static class ReferenceGate
     {
         int e = c.NRoutedExperts, k = c.NumExpertsPerTok;
         double[] scores;
-        if (c.ScoringFunc == "softmax")
+        if (c.ScoringFunc == ScoringFunc.Softmax)
         {
             double max = logits.Max();
             var ex = logits.Select(v => Math.Exp(v - max)).ToArray();
@@ -53,7 +53,7 @@ internal static class ReferenceGate
                 margin = Math.Min(margin, selection[byScore[j]] - selection[byScore[j + 1]]);
         var idx = byScore.Take(k).ToArray();
         var w = idx.Select(i => scores[i]).ToArray();
-        if (c.ScoringFunc == "sigmoid" || c.NormTopkProb)
+        if (c.ScoringFunc == ScoringFunc.Sigmoid || c.NormTopkProb)
         {
             double s = w.Sum();
             w = w.Select(v => v / s).ToArray();
