@@ -186,6 +186,24 @@ public class ConfigTests
     }
 
     [Fact]
+    public void AbsentModelArgsFields_TakeTheModelArgsDataclassDefaults()
+    {
+        // ModelArgs of DeepSeek-V3's inference/model.py: vocab 102400, dim 2048, inter 10944, moe_inter 1408, 27 layers,
+        // 1 dense, 16 heads, 64 routed / 2 shared / 6 active, 1 group, softmax, route_scale 1, q_lora_rank 0, kv 512,
+        // 128/64/128 head dims, max_seq_len 16384, original_seq_len 4096, rope_theta 10000, rope_factor 40, beta 32/1, mscale 1.
+        var c = DeepSeekConfig.FromModelArgsJson("{}");
+        Assert.Equal(new DeepSeekConfig
+        {
+            VocabSize = 102400, HiddenSize = 2048, IntermediateSize = 10944, MoeIntermediateSize = 1408, NumHiddenLayers = 27,
+            FirstKDenseReplace = 1, NumAttentionHeads = 16, NRoutedExperts = 64, NSharedExperts = 2, NumExpertsPerTok = 6,
+            NGroup = 1, TopkGroup = 1, ScoringFunc = ScoringFunc.Softmax, TopkMethod = TopkMethod.Greedy, NormTopkProb = false,
+            RoutedScalingFactor = 1.0, QLoraRank = null, KvLoraRank = 512, QkNopeHeadDim = 128, QkRopeHeadDim = 64, VHeadDim = 128,
+            RopeTheta = 10000, MaxPositionEmbeddings = 16384, RmsNormEps = 1e-6,
+            RopeScaling = new RopeScaling { Factor = 40, OriginalMaxPositionEmbeddings = 4096, BetaFast = 32, BetaSlow = 1, Mscale = 1, MscaleAllDim = 1 },
+        }, c);
+    }
+
+    [Fact]
     public void TheShapeFields_AreRequired_SoNoModelSizeIsASilentDefault()
     {
         var required = typeof(DeepSeekConfig).GetProperties()
