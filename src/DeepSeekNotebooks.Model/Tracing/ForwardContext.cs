@@ -33,9 +33,6 @@ internal sealed class ForwardContext
     /// <summary>Recorded tensors by hook point (owned by the caller of the traced forward).</summary>
     internal Dictionary<string, Tensor> Cache { get; } = new();
 
-    /// <summary>Whether anything is recorded or hooked at this point (lets callers skip work for unobserved points).</summary>
-    internal bool Wants(string name) => (_record?.Matches(name) ?? false) || (_hooks?.ContainsKey(name) ?? false);
-
     /// <summary>Runs the hook registered at <paramref name="name"/> (if any) and records the result (if requested).</summary>
     internal Tensor Point(string name, Tensor value)
     {
