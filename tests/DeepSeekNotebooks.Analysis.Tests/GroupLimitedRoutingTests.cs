@@ -1,0 +1,110 @@
+using DeepSeekNotebooks.Analysis.Experts;
+using DeepSeekNotebooks.Model;
+using DeepSeekNotebooks.Model.Tracing;
+using static TorchSharp.torch;
+
+namespace DeepSeekNotebooks.Analysis.Tests;
+
+/// <summary>
+/// Expert ablations and chance baselines under DeepSeek's group-limited routing (n_group &gt; 1, topk_group &lt; n_group),
+/// the bundled model's routing: 8 experts in 2 groups of 4, one group kept, top-2.
+/// </summary>
+public sealed class GroupLimitedRoutingTests
+{
+    /// <summary>The bundled model's routing on a tiny random-weight model; <paramref name="bias"/> selects noaux_tc (selection bias, top-2-sum group score) or group_limited_greedy (max group score).</summary>
+    private static DeepSeekModel Grouped(bool bias, int groups = 2, int topkGroup = 1)
+    {
+        var c = (DeepSeekConfig.TinyFullFeatured with
+        {
+            NGroup = groups, TopkGroup = topkGroup,
+            ScoringFunc = bias ? "sigmoid" : "softmax", TopkMethod = bias ? "noaux_tc" : "group_limited_greedy",
+        }).Validate();
+        var model = DeepSeekModel.Create(c, seed: 7);
+        if (bias)
+        {
+            // A non-zero selection bias, so the masks act on biased scores as the real gate does.
+            var b = new[] { 0.05f, -0.02f, 0.01f, 0.0f, -0.04f, 0.03f, -0.01f, 0.02f };
+            using var _ = no_grad();
+            foreach (var l in Enumerable.Range(0, c.NumHiddenLayers).Where(c.IsMoeLayer))
+                model.Layers[l].Moe!.Gate.SelectionBias!.copy_(tensor(b));
+        }
+        return model;
+    }
+
+    private static long[] Tokens(int n, int seed)
+    {
+        var rng = new Random(seed);
+        return Enumerable.Range(0, n).Select(_ => (long)rng.Next(64)).ToArray();
+    }
+
+    /// <summary>
+    /// Routes <paramref name="ids"/> with each token's top-<paramref name="r"/> selection scores masked at layer 1 and returns,
+    /// per token, the masked experts and the experts the gate actually used.
+    /// </summary>
+    private static List<(HashSet<long> Masked, long[] Used)> RouteMasked(DeepSeekModel model, long[] ids, int r)
+    {
+        var masked = new List<HashSet<long>>();
+        var mask = ExpertAblation.MaskTopRoutedHook(r);
+        HookFunction recordingMask = (value, point) =>
+        {
+            var top = value.topk(r, dim: -1).indexes.data<long>().ToArray();
+            for (int t = 0; t < value.shape[0]; t++) masked.Add(top.Skip(t * r).Take(r).ToHashSet());
+            return mask(value, point);
+        };
+        using var trace = model.RunWithCache(tensor(ids).unsqueeze(0),
+            new TraceOptions { Hooks = new Dictionary<string, HookFunction> { [HookPoints.SelectionScores(1)] = recordingMask } });
+        var used = trace.ExpertIndices(1).data<long>().ToArray();
+        int k = model.Config.NumExpertsPerTok;
+        return masked.Select((m, t) => (m, used.Skip(t * k).Take(k).ToArray())).ToList();
+    }
+
+    [Theory]
+    // 2 groups of 4, keep 1, k = 2. Top-2-sum group score (bias): a group with < 2 unmasked experts scores −∞, so up to
+    // r = 5 the kept group always holds ≥ 2 unmasked experts; at r = 6 a 3 + 3 split leaves one in each (both groups −∞).
+    [InlineData(true, 5)]
+    // Max group score (no bias): at r = 3 a group with 3 masked experts can still win on its fourth one and offers only 1.
+    [InlineData(false, 2)]
+    public void MaskTopRouted_UnderAGroupLimit_NeverUsesAMaskedExpert_AndRefusesTheRThatCannotBeHonoured(bool bias, int maxR)
+    {
+        var model = Grouped(bias);
+        var ids = Tokens(48, seed: 3);
+        Assert.Equal(maxR, ExpertAblation.MaxMaskableTop(model.Config));
+        for (int r = 1; r <= maxR; r++)
+            foreach (var (masked, used) in RouteMasked(model, ids, r))
+                Assert.DoesNotContain(used, masked.Contains);
+        var refused = Assert.Throws<ArgumentException>(() => ExpertAblation.MaskTopRouted(model, new[] { ids }, maxR + 1));
+        Assert.Contains("topk_group", refused.Message);
+        Assert.Contains($"[1, {maxR}]", refused.Message);
+        Assert.NotEqual(0, ExpertAblation.MaskTopRouted(model, new[] { ids }, maxR).LossChange);
+    }
+
+    [Fact]
+    public void AHookThatLeavesFewerThanKSelectableExpertsInTheKeptGroups_IsAnError_NotASilentlyUsedMaskedExpert()
+    {
+        // r = E − k = 6 under the bundled routing: whenever a token's top-6 split 3 + 3 across the groups, the kept group
+        // offers one unmasked expert and the official top-k would fill the second slot with a masked one.
+        var model = Grouped(bias: true);
+        var ids = Tokens(64, seed: 5);
+        var error = Assert.Throws<InvalidOperationException>(() => RouteMasked(model, ids, 6));
+        Assert.Contains("blocks.1.moe.selection", error.Message);
+        Assert.Contains("topk_group = 1", error.Message);
+    }
+
+    [Fact]
+    public void DisableExperts_RefusesAGroupLeftWithTooFewExperts_WhenTheGroupScoreIsItsMax()
+    {
+        // Experts 0–2 of group {0,1,2,3} disabled: with a max group score, group 0 can still win on expert 3 and then offers
+        // only one expert for k = 2. With the top-2-sum score (bias) such a group scores −∞ and is never kept.
+        var ids = Tokens(24, seed: 9);
+        var error = Assert.Throws<ArgumentException>(() => ExpertAblation.DisableExperts(Grouped(bias: false), new[] { ids }, 1, new[] { 0, 1, 2 }));
+        Assert.Contains("topk_group", error.Message);
+        var biased = Grouped(bias: true);
+        var ok = ExpertAblation.DisableExperts(biased, new[] { ids }, 1, new[] { 0, 1, 2 });
+        Assert.True(double.IsFinite(ok.AblatedLoss));
+        using var trace = biased.RunWithCache(tensor(ids).unsqueeze(0), new TraceOptions
+        {
+            Hooks = new Dictionary<string, HookFunction> { [HookPoints.SelectionScores(1)] = ExpertAblation.DisableExpertsHook(new[] { 0, 1, 2 }) },
+        });
+        Assert.All(trace.ExpertIndices(1).data<long>().ToArray(), e => Assert.InRange(e, 4, 7));
+    }
+}
