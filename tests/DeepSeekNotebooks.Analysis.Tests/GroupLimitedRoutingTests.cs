@@ -1,4 +1,5 @@
 using DeepSeekNotebooks.Analysis.Experts;
+using DeepSeekNotebooks.Analysis.Statistics;
 using DeepSeekNotebooks.Model;
 using DeepSeekNotebooks.Model.Tracing;
 using static TorchSharp.torch;
@@ -106,5 +107,89 @@ public sealed class GroupLimitedRoutingTests
             Hooks = new Dictionary<string, HookFunction> { [HookPoints.SelectionScores(1)] = ExpertAblation.DisableExpertsHook(new[] { 0, 1, 2 }) },
         });
         Assert.All(trace.ExpertIndices(1).data<long>().ToArray(), e => Assert.InRange(e, 4, 7));
+    }
+
+    [Fact]
+    public void ExactChancePairRates_FollowTheGroupLimit()
+    {
+        // The bundled routing: both choices come from one group of 4, so a within-group pair has 1 of the 2 · C(4,2) = 12
+        // feasible selections and a cross-group pair none.
+        var bundled = Grouped(bias: true).Config;
+        var rates = ChanceRouting.ExactPairRates(bundled);
+        Assert.Equal(1.0 / 12, rates[0, 1], 12);
+        Assert.Equal(1.0 / 12, rates[6, 7], 12);
+        Assert.Equal(0.0, rates[0, 4]);
+        Assert.Equal(0.0, rates[3, 5]);
+        Assert.Equal(2.0 / 8, rates[2, 2], 12);
+        // Without a group limit: k(k − 1) / (E(E − 1)) = 2 / 56.
+        var flat = ChanceRouting.ExactPairRates(bundled with { NGroup = 1, TopkGroup = 1 });
+        Assert.Equal(2.0 / 56, flat[0, 4], 12);
+        Assert.Equal(2.0 / 56, flat[0, 1], 12);
+    }
+
+    [Theory]
+    [InlineData(8, 4, 2, 2)]
+    [InlineData(12, 4, 2, 3)]
+    [InlineData(12, 3, 1, 3)]
+    [InlineData(16, 4, 3, 4)]
+    public void ExactChancePairRates_MatchABruteForceCountOfFeasibleSelections(int experts, int groups, int topkGroup, int k)
+    {
+        var c = (DeepSeekConfig.TinyFullFeatured with
+        {
+            NRoutedExperts = experts, NGroup = groups, TopkGroup = topkGroup, NumExpertsPerTok = k,
+        }).Validate();
+        int size = experts / groups;
+        var feasible = Subsets(experts, k).Where(s => s.Select(e => e / size).Distinct().Count() <= topkGroup).ToList();
+        var rates = ChanceRouting.ExactPairRates(c);
+        for (int i = 0; i < experts; i++)
+            for (int j = 0; j < experts; j++)
+            {
+                double expected = (double)feasible.Count(s => s.Contains(i) && s.Contains(j)) / feasible.Count;
+                Assert.True(Math.Abs(expected - rates[i, j]) < 1e-12, $"({i}, {j}): brute force {expected}, formula {rates[i, j]}");
+            }
+    }
+
+    private static IEnumerable<int[]> Subsets(int n, int k, int from = 0)
+    {
+        if (k == 0) { yield return Array.Empty<int>(); yield break; }
+        for (int i = from; i <= n - k; i++)
+            foreach (var rest in Subsets(n, k - 1, i + 1)) yield return rest.Prepend(i).ToArray();
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ShuffledScoreChance_RoutesThroughTheRealGate_NoCrossGroupPairs_AndTheUniformRateWithoutBias(bool bias)
+    {
+        var model = Grouped(bias);
+        var data = Enumerable.Range(0, 2).Select(i => (Tokens(64, seed: 20 + i), (string?)null)).ToArray();
+        var chance = ChanceRouting.ShuffledScores(model, data, shuffles: 12, seed: 1);
+        foreach (int layer in chance.Layers)
+        {
+            var co = chance.CoActivation(layer);
+            double tokens = chance.Tokens(layer);
+            Assert.Equal(2 * 64 * 12, tokens);
+            double sameSum = 0;
+            for (int i = 0; i < 8; i++)
+                for (int j = 0; j < 8; j++)
+                {
+                    if (i == j) continue;
+                    if (i / 4 != j / 4) Assert.Equal(0, co[i, j]); // topk_group = 1: never two groups
+                    else sameSum += co[i, j] / tokens;
+                }
+            // Each token contributes one within-group pair (counted twice in the symmetric matrix): 24 ordered pairs.
+            Assert.Equal(2.0, sameSum, 9);
+            if (!bias)
+            {
+                // Exchangeable scores and no bias: every within-group pair is equally likely, 1/12 (SE ≈ 0.007 each).
+                for (int i = 0; i < 8; i++)
+                    for (int j = i + 1; j < 8; j++)
+                        if (i / 4 == j / 4) Assert.InRange(co[i, j] / tokens, 1.0 / 12 - 0.025, 1.0 / 12 + 0.025);
+            }
+        }
+        // The observed routing of the same random model is not exchangeable: shuffling must change it.
+        var observed = new ExpertRoutingAccumulator(model.Config);
+        DatasetRunner.Run(model, data, new IDatasetAccumulator[] { observed });
+        Assert.NotEqual(observed.ExpertLoads(1).Select(l => l.Frequency), chance.ExpertLoads(1).Select(l => l.Frequency));
     }
 }
