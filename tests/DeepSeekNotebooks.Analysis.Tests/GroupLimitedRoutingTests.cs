@@ -79,6 +79,65 @@ public sealed class GroupLimitedRoutingTests
         Assert.NotEqual(0, ExpertAblation.MaskTopRouted(model, new[] { ids }, maxR).LossChange);
     }
 
+    [Theory]
+    [InlineData(8, 2, 1, 2)]
+    [InlineData(8, 4, 2, 2)]
+    [InlineData(12, 3, 2, 3)]
+    [InlineData(12, 4, 2, 2)]
+    [InlineData(12, 6, 3, 3)]
+    [InlineData(16, 4, 2, 4)]
+    public void WorstCaseSelectable_MatchesEnumeratingEverySplitAndEveryGroupChoiceTheGateCouldMake(int experts, int groups, int topkGroup, int k)
+    {
+        foreach (bool bias in new[] { false, true })
+        {
+            var c = (DeepSeekConfig.TinyFullFeatured with
+            {
+                NRoutedExperts = experts, NGroup = groups, TopkGroup = topkGroup, NumExpertsPerTok = k,
+                ScoringFunc = bias ? "sigmoid" : "softmax", TopkMethod = bias ? "noaux_tc" : "group_limited_greedy",
+            }).Validate();
+            int size = experts / groups, finiteFrom = bias ? 2 : 1;
+            for (int r = 0; r <= experts - k; r++)
+            {
+                // Every split of r masks over the groups; the gate keeps topk_group groups, finite scores before −∞ ones
+                // and any order among equals (adversarial scores): take the emptiest such choice.
+                int expected = int.MaxValue;
+                foreach (var masks in Splits(groups, size, r))
+                {
+                    var unmasked = masks.Select(m => size - m).ToArray();
+                    int finite = unmasked.Count(u => u >= finiteFrom);
+                    foreach (var keptSet in Subsets(groups, topkGroup))
+                    {
+                        int keptFinite = keptSet.Count(g => unmasked[g] >= finiteFrom);
+                        bool possible = finite >= topkGroup ? keptFinite == topkGroup : keptFinite == finite;
+                        if (possible) expected = Math.Min(expected, keptSet.Sum(g => unmasked[g]));
+                    }
+                }
+                Assert.True(expected == ExpertAblation.WorstCaseSelectable(c, r), $"bias {bias}, r = {r}: enumeration {expected}, closed form {ExpertAblation.WorstCaseSelectable(c, r)}");
+            }
+        }
+    }
+
+    private static IEnumerable<int[]> Splits(int groups, int size, int r)
+    {
+        if (groups == 0) { if (r == 0) yield return Array.Empty<int>(); yield break; }
+        for (int m = 0; m <= Math.Min(size, r); m++)
+            foreach (var rest in Splits(groups - 1, size, r - m)) yield return rest.Prepend(m).ToArray();
+    }
+
+    [Fact]
+    public void MaxMaskableTop_IsCheapForADeepSeekV3SizedRouter()
+    {
+        // 256 experts in 8 groups of 32, 4 groups kept, top-8 with bias: every kept group keeps ≥ 2 unmasked experts while
+        // at least 4 groups stay finite, so masking is honoured far beyond a single group's size.
+        var v3 = (DeepSeekConfig.TinyFullFeatured with { NRoutedExperts = 256, NGroup = 8, TopkGroup = 4, NumExpertsPerTok = 8 }).Validate();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        int maxR = ExpertAblation.MaxMaskableTop(v3);
+        Assert.True(clock.ElapsedMilliseconds < 1000, $"{clock.ElapsedMilliseconds} ms");
+        Assert.InRange(maxR, 4 * 30, 256 - 8);
+        Assert.True(ExpertAblation.WorstCaseSelectable(v3, maxR) >= 8);
+        if (maxR < 248) Assert.True(ExpertAblation.WorstCaseSelectable(v3, maxR + 1) < 8);
+    }
+
     [Fact]
     public void AHookThatLeavesFewerThanKSelectableExpertsInTheKeptGroups_IsAnError_NotASilentlyUsedMaskedExpert()
     {

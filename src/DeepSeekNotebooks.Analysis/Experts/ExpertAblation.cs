@@ -165,27 +165,41 @@ public static class ExpertAblation
         return maxR;
     }
 
-    /// <summary>Fewest unmasked experts the kept groups can hold when r experts are masked, over every split of r into groups.</summary>
+    /// <summary>
+    /// Fewest unmasked experts the kept groups can hold when r experts are masked, over every split of r into groups — in
+    /// closed form per number f of groups whose score stays finite (at least φ unmasked experts; φ = 2 for the top-2-sum
+    /// rule, 1 for the max rule). With f ≥ topk_group the kept groups are the emptiest finite ones, each keeping ≥ φ; with
+    /// f &lt; topk_group all finite groups are kept plus the emptiest −∞ ones. The masks the kept groups can take are
+    /// bounded by their own capacity and by what the other groups must absorb.
+    /// </summary>
     internal static int WorstCaseSelectable(DeepSeekConfig c, int r)
     {
-        int groups = c.NGroup, size = c.NRoutedExperts / groups, worst = int.MaxValue;
-        var masked = new int[groups];
-        void Split(int group, int left, int cap)
+        int groups = c.NGroup, size = c.NRoutedExperts / groups, kept = c.TopkGroup;
+        if (groups == 1) return c.NRoutedExperts - r;
+        int phi = c.HasGateBias ? 2 : 1;
+        int infiniteMin = size - phi + 1; // fewest masks that make a group's score −∞
+        int worst = int.MaxValue;
+        for (int f = 0; f <= groups; f++)
         {
-            if (group == groups)
+            int keptMax, othersMin, othersMax, keptMin;
+            if (f >= kept)
             {
-                if (left == 0) worst = Math.Min(worst, KeptSelectable(c, masked.Select(m => size - m).ToArray()));
-                return;
+                keptMin = 0;
+                keptMax = kept * (size - phi);
+                othersMin = (groups - f) * infiniteMin;
+                othersMax = (f - kept) * (size - phi) + (groups - f) * size;
             }
-            // Groups are interchangeable: enumerate non-increasing mask counts only.
-            for (int m = Math.Min(cap, left); m >= 0; m--)
+            else
             {
-                if (m * (groups - group) < left) break; // the remaining groups cannot absorb the rest
-                masked[group] = m;
-                Split(group + 1, left - m, m);
+                keptMin = (kept - f) * infiniteMin;
+                keptMax = f * (size - phi) + (kept - f) * size;
+                othersMin = (groups - kept) * infiniteMin;
+                othersMax = (groups - kept) * size;
             }
+            if (r < keptMin + othersMin || r > keptMax + othersMax) continue; // no split of r has exactly f finite groups
+            int maskedInKept = Math.Min(keptMax, r - othersMin);
+            worst = Math.Min(worst, kept * size - maskedInKept);
         }
-        Split(0, r, size);
         return worst;
     }
 
