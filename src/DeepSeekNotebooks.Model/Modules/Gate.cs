@@ -24,6 +24,8 @@ internal readonly record struct Routing(Tensor Weights, Tensor Indices, Tensor S
 /// filled with −∞ (HF: 0.0, which can select a masked expert when biased scores are negative); the scaling factor is
 /// always applied (HF DeepSeek-V2 applies it only when <c>norm_topk_prob</c> is false); weights are renormalised when the
 /// scoring is sigmoid (official) or <c>norm_topk_prob</c> is set (HF).
+/// A hook on the selection scores that excludes experts (−∞) is honoured or refused: if a token's kept groups end up with
+/// fewer than k finite scores, the traced forward throws instead of letting top-k pick an excluded expert.
 /// </remarks>
 public sealed class Gate : nn.Module<Tensor, Tensor>
 {
