@@ -215,6 +215,17 @@ public sealed class GroupLimitedRoutingTests
             foreach (var rest in Subsets(n, k - 1, i + 1)) yield return rest.Prepend(i).ToArray();
     }
 
+    [Fact]
+    public void ShuffledScoreChance_RejectsBadInputsByName()
+    {
+        var model = Grouped(bias: true);
+        var one = new[] { (Tokens(8, seed: 1), (string?)null) };
+        Assert.Contains("shuffles", Assert.Throws<ArgumentException>(() => ChanceRouting.ShuffledScores(model, one, shuffles: 0)).Message);
+        Assert.Contains("no sequences", Assert.Throws<ArgumentException>(() => ChanceRouting.ShuffledScores(model, Array.Empty<(long[], string?)>())).Message);
+        Assert.Contains("empty", Assert.Throws<ArgumentException>(() => ChanceRouting.ShuffledScores(model, new[] { (Array.Empty<long>(), (string?)null) })).Message);
+        Assert.Throws<ArgumentNullException>(() => ChanceRouting.ExactPairRates(null!));
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
