@@ -1,6 +1,7 @@
 using DeepSeekNotebooks.Model.Tokenization;
 using DeepSeekNotebooks.Training.Corpus;
 using DeepSeekNotebooks.Training.Tokenization;
+using DeepSeekNotebooks.Training.Training;
 
 namespace DeepSeekNotebooks.Training.Tests;
 
@@ -162,5 +163,24 @@ public class ShippedCheckpointTests
         var losses = training["metrics"]!["final"]!["validation_loss_by_domain"]!.AsObject();
         foreach (var (domain, v) in losses)
             Assert.True(v!["model"]!.GetValue<double>() < v["unigram_domain"]!.GetValue<double>(), $"{domain}: model must beat the unigram baseline");
+    }
+
+    /// <summary>
+    /// Notebook 02 re-measures exact match with the trainer's own <see cref="Evaluation.ExactMatch"/> (prompts after
+    /// &lt;|eos|&gt;, as packed in training); on the shipped checkpoint that protocol must give the number training.json and
+    /// docs/training.md report. (The notebook's former own decoder, without the &lt;|eos|&gt; prefix, did not.)
+    /// </summary>
+    [Fact]
+    public void ExactMatch_OnTheBundledCheckpoint_ReproducesTheTrainersRecord()
+    {
+        var dir = Path.Combine(TestPaths.RepoRoot, "data", "checkpoints", "deepseek-tiny-moe");
+        if (!Directory.Exists(dir)) return; // not shipped on this branch state
+        using var ckpt = DeepSeekNotebooks.Model.Checkpoints.Checkpoint.Load(dir);
+        var tokenizer = ckpt.Tokenizer!;
+        var data = new TokenizedCorpus(CorpusFile.Read(Path.Combine(TestPaths.RepoRoot, "data", "corpus", "corpus.jsonl")), tokenizer, TokenizedCorpus.EosIdOf(tokenizer));
+        var recorded = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "training.json")))!["metrics"]!["final"]!["exact_match_after_instruct"]!;
+        var result = Evaluation.ExactMatch(ckpt.Model, data, tokenizer, recorded["total"]!.GetValue<int>());
+        Assert.Equal(recorded["total"]!.GetValue<int>(), result.Total);
+        Assert.Equal(recorded["correct"]!.GetValue<int>(), result.Correct);
     }
 }

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using DeepSeekNotebooks.Visualization.Charts;
 using DeepSeekNotebooks.Visualization.Html;
 using static DeepSeekNotebooks.Visualization.Tests.ChartAssert;
@@ -56,6 +57,23 @@ public class ChartTests
         var c = AttentionCharts.Rollout(Toks, Causal(5));
         Basics(c, "heatmap", "Attention rollout", "key token (attended to)", "query token (attending)", "rollout weight (cumulative attention flow)");
         HostileSafe(c);
+    }
+
+    [Fact]
+    public void AttentionTokenClassLiftHasClassAxes()
+    {
+        // 2 query classes × 3 key classes: rows are queries, columns keys, each axis labelled by its own classes.
+        var lift = new double[,] { { 1.0, 2.5, double.NaN }, { 0.5, 1.0, 3.0 } };
+        var chart = AttentionCharts.TokenClassLift(new[] { "digit", HostileImg }, new[] { "digit", "letter", "space" }, lift, "Layer 1, head 0: token classes");
+        Basics(chart, "heatmap", "Layer 1, head 0: token classes", "key class", "query class", "attention mass ÷ uniform baseline");
+        var fig = Figure(chart);
+        Assert.Equal(new[] { "digit", "letter", "space" }, fig.GetProperty("layout").GetProperty("xaxis").GetProperty("ticktext").EnumerateArray().Select(e => e.GetString()));
+        Assert.Equal(2, fig.GetProperty("layout").GetProperty("yaxis").GetProperty("ticktext").GetArrayLength());
+        var z = Trace(fig).GetProperty("z");
+        Assert.Equal(2.5, z[0][1].GetDouble());
+        Assert.Equal(JsonValueKind.Null, z[0][2].ValueKind);
+        HostileSafe(chart);
+        Assert.Throws<ArgumentException>(() => AttentionCharts.TokenClassLift(new[] { "a" }, new[] { "a", "b" }, lift));
     }
 
     [Fact]

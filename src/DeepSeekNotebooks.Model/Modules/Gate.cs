@@ -24,6 +24,8 @@ internal readonly record struct Routing(Tensor Weights, Tensor Indices, Tensor S
 /// filled with −∞ (HF: 0.0, which can select a masked expert when biased scores are negative); the scaling factor is
 /// always applied (HF DeepSeek-V2 applies it only when <c>norm_topk_prob</c> is false); weights are renormalised when the
 /// scoring is sigmoid (official) or <c>norm_topk_prob</c> is set (HF).
+/// A hook on the selection scores that excludes experts (−∞) is honoured or refused: if a token's kept groups end up with
+/// fewer than k finite scores, the traced forward throws instead of letting top-k pick an excluded expert.
 /// </remarks>
 public sealed class Gate : nn.Module<Tensor, Tensor>
 {
@@ -67,7 +69,8 @@ public sealed class Gate : nn.Module<Tensor, Tensor>
             var keepMask = zeros(n, _c.NGroup, dtype: float32, device: x.device).scatter(1, keep, ones(keep.shape, dtype: float32, device: x.device)).gt(0);
             selection = grouped.masked_fill(keepMask.logical_not().unsqueeze(-1), float.NegativeInfinity).flatten(1);
         }
-        var indices = selection.topk(_c.NumExpertsPerTok, dim: -1).indexes;
+        var (chosen, indices) = selection.topk(_c.NumExpertsPerTok, dim: -1);
+        if (ctx is not null) CheckNothingExcludedChosen(chosen);
         var weights = original.gather(1, indices);
         if (_c.ScoringFunc == ScoringFunc.Sigmoid || _c.NormTopkProb) weights = weights / weights.sum(-1, keepdim: true);
         weights = weights * _c.RoutedScalingFactor;
@@ -77,5 +80,20 @@ public sealed class Gate : nn.Module<Tensor, Tensor>
             weights = ctx.Point(HookPoints.ExpertWeights(_layer), weights);
         }
         return new Routing(weights.to(x.dtype).MoveToOuterDisposeScope(), indices.MoveToOuterDisposeScope(), original.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// A selection-score hook excludes experts by setting their scores to −∞. The official top-k then silently fills a slot
+    /// with an excluded expert (or one from a dropped group) when the kept groups hold fewer than k finite scores; refuse that.
+    /// </summary>
+    private void CheckNothingExcludedChosen(Tensor chosen)
+    {
+        using var excluded = chosen.eq(float.NegativeInfinity).any(-1);
+        long tokens = excluded.sum().item<long>();
+        if (tokens == 0) return;
+        throw new InvalidOperationException(
+            $"{HookPoints.SelectionScores(_layer)}: after the hook, {tokens} token(s) have fewer than k = {_c.NumExpertsPerTok} experts with a finite " +
+            $"selection score in the group(s) the gate keeps (n_group = {_c.NGroup}, topk_group = {_c.TopkGroup}), so routing would use an excluded expert. " +
+            "Exclude fewer experts (ExpertAblation.MaxMaskableTop gives the top-r masking each configuration can honour).");
     }
 }

@@ -86,6 +86,39 @@ public static class AttentionCharts
         return Chart(new[] { trace }, title, AttentionLayout(tokens, tokens));
     }
 
+    /// <summary>
+    /// Attention between token classes for one head: rows = query classes, columns = key classes, colour and cell text =
+    /// <paramref name="lift"/>[query class, key class], typically attention mass ÷ the mass uniform attention would give
+    /// (1 = no preference). NaN cells (class pairs never seen) stay blank.
+    /// </summary>
+    public static GenericChart TokenClassLift(IReadOnlyList<string> queryClasses, IReadOnlyList<string> keyClasses, double[,] lift,
+        string title = "Attention between token classes", string valueLabel = "attention mass ÷ uniform baseline")
+    {
+        ArgumentNullException.ThrowIfNull(queryClasses);
+        ArgumentNullException.ThrowIfNull(keyClasses);
+        ArgumentNullException.ThrowIfNull(lift);
+        RequireLength(queryClasses.Count, lift.GetLength(0), "lift rows (query classes)");
+        RequireLength(keyClasses.Count, lift.GetLength(1), "lift columns (key classes)");
+        var text = new string[queryClasses.Count][];
+        for (int i = 0; i < queryClasses.Count; i++)
+        {
+            text[i] = new string[keyClasses.Count];
+            for (int j = 0; j < keyClasses.Count; j++) text[i][j] = $"query class {T(queryClasses[i])} → key class {T(keyClasses[j])}";
+        }
+        var trace = Trace2D("heatmap",
+            ("z", Rows(lift)),
+            ("text", text),
+            ("texttemplate", "%{z:.2f}"),
+            ("hovertemplate", "%{text}<br>" + T(valueLabel) + " = %{z:.3f}<extra></extra>"),
+            ("colorscale", "Viridis"),
+            ("zmin", 0.0),
+            ("colorbar", ColorBar(valueLabel)));
+        return Chart(new[] { trace }, title,
+            ("xaxis", LabelledAxis("key class", keyClasses, tokens: false, ("tickangle", -45))),
+            ("yaxis", LabelledAxis("query class", queryClasses, tokens: false, ("autorange", "reversed"))),
+            ("height", Math.Clamp(260 + 40 * queryClasses.Count, 380, 900)));
+    }
+
     private static Trace AttentionTrace(IReadOnlyList<string> q, IReadOnlyList<string> k, float[,] w, bool causal,
         string colorbarTitle, bool visible)
     {
