@@ -7,7 +7,7 @@ using Markdig.Syntax;
 using Markdig.Syntax.Inlines;
 using Microsoft.DotNet.Interactive.Documents;
 
-namespace DeepSeekNotebooks.Cli.Report;
+namespace DeepSeekNotebooks.Reporting;
 
 /// <summary>
 /// Renders an executed notebook as one self-contained, offline HTML page: table of contents from the markdown

@@ -1,4 +1,4 @@
-namespace DeepSeekNotebooks.Cli.Report;
+namespace DeepSeekNotebooks.Reporting;
 
 /// <summary>
 /// Runs every notebook of a folder and writes, per notebook, an executed <c>.ipynb</c> and an offline HTML report,

@@ -1,6 +1,6 @@
 using Microsoft.DotNet.Interactive.Documents;
 
-namespace DeepSeekNotebooks.Cli.Report;
+namespace DeepSeekNotebooks.Reporting;
 
 /// <summary>Options of one <c>report</c> run.</summary>
 public sealed record ReportOptions

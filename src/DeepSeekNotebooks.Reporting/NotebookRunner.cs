@@ -7,7 +7,7 @@ using Microsoft.DotNet.Interactive.Documents.Jupyter;
 using Microsoft.DotNet.Interactive.Events;
 using Microsoft.DotNet.Interactive.Formatting;
 
-namespace DeepSeekNotebooks.Cli.Report;
+namespace DeepSeekNotebooks.Reporting;
 
 /// <summary>
 /// Executes one .ipynb top to bottom in a fresh in-process C# kernel and records the outputs into the document.
