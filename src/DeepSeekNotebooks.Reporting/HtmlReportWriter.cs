@@ -14,7 +14,7 @@ namespace DeepSeekNotebooks.Reporting;
 /// headings, markdown rendered (raw HTML in markdown is escaped), code and text outputs HTML-escaped, HTML outputs of
 /// formatters embedded as trusted HTML with remote scripts removed, plotly.js inlined once when a chart needs it.
 /// </summary>
-public static class HtmlReportWriter
+internal static class HtmlReportWriter
 {
     /// <summary>Shown instead of code when inputs are redacted.</summary>
     public const string RedactedPlaceholder = "[code hidden: report generated with --redact-inputs]";

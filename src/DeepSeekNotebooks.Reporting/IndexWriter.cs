@@ -4,7 +4,7 @@ using static DeepSeekNotebooks.Reporting.HtmlReportWriter;
 namespace DeepSeekNotebooks.Reporting;
 
 /// <summary>Renders <c>index.html</c>: one row per notebook with its status and links to its report and executed notebook.</summary>
-public static class IndexWriter
+internal static class IndexWriter
 {
     public static string Render(IReadOnlyList<NotebookReport> reports, string outputDirectory)
     {

@@ -16,7 +16,7 @@ namespace DeepSeekNotebooks.Reporting;
 /// and <see cref="ReportOptions.CheckpointVariable"/> carries the checkpoint path.
 /// Runs are serialized process-wide because the working directory, environment and formatters are global.
 /// </summary>
-public sealed class NotebookRunner
+internal sealed class NotebookRunner
 {
     private static readonly SemaphoreSlim ProcessWideGate = new(1, 1);
 
