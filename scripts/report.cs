@@ -1,5 +1,6 @@
 #:project ../src/DeepSeekNotebooks.Reporting/DeepSeekNotebooks.Reporting.csproj
 #:property PreserveCompilationContext=true
+#:property PublishAot=false
 // The notebook series as offline HTML reports, through the report engine as a library (what `deepseek-notebooks report` calls).
 //   dotnet run scripts/report.cs -- [notebooks-dir] [out-dir] [checkpoint-dir]
 using DeepSeekNotebooks.Reporting;
