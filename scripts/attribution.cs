@@ -1,9 +1,11 @@
 #:project ../src/DeepSeekNotebooks.Visualization/DeepSeekNotebooks.Visualization.csproj
+#:project ../src/DeepSeekNotebooks.Training/DeepSeekNotebooks.Training.csproj
 // Token attribution of the model's next-token prediction, five methods, as one offline HTML page.
 //   dotnet run scripts/attribution.cs -- "Q: 12+7=? A:" [out.html]
 // The checkpoint is $DEEPSEEK_CHECKPOINT or the bundled model.
 using DeepSeekNotebooks.Analysis.Attribution;
 using DeepSeekNotebooks.Model.Checkpoints;
+using DeepSeekNotebooks.Training;
 using DeepSeekNotebooks.Visualization.Charts;
 using DeepSeekNotebooks.Visualization.Html;
 using static TorchSharp.torch;

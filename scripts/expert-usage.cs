@@ -1,25 +1,22 @@
 #:project ../src/DeepSeekNotebooks.Visualization/DeepSeekNotebooks.Visualization.csproj
+#:project ../src/DeepSeekNotebooks.Training/DeepSeekNotebooks.Training.csproj
 // Expert usage, balance and domain specialisation over the bundled corpus's test split, as one offline HTML page.
 //   dotnet run scripts/expert-usage.cs -- [documents-per-domain] [out.html]
-using System.Text.Json;
 using DeepSeekNotebooks.Analysis.Experts;
 using DeepSeekNotebooks.Analysis.Statistics;
 using DeepSeekNotebooks.Model.Checkpoints;
+using DeepSeekNotebooks.Training;
+using DeepSeekNotebooks.Training.Corpus;
 using DeepSeekNotebooks.Visualization.Charts;
 using DeepSeekNotebooks.Visualization.Html;
 
 int perDomain = args.Length > 0 ? int.Parse(args[0]) : 24;
 var output = args.Length > 1 ? args[1] : "artifacts/expert-usage.html";
-var root = Path.GetFullPath(Path.Combine(BundledModel.DefaultCheckpoint(), "..", "..", ".."));
 using var ckpt = Checkpoint.Load(BundledModel.DefaultCheckpoint());
-var tok = ckpt.Tokenizer ?? throw new InvalidOperationException("this script tokenizes the corpus: the checkpoint needs a tokenizer.json");
-var dataset = File.ReadLines(Path.Combine(root, "data", "corpus", "corpus.jsonl"))
-    .Select(l => JsonDocument.Parse(l).RootElement)
-    .Where(d => d.GetProperty("split").GetString() == "test")
-    .GroupBy(d => d.GetProperty("domain").GetString()!)
-    .SelectMany(g => g.Take(perDomain))
-    .Select(d => (Ids: tok.Encode(d.GetProperty("text").GetString()!).Take(64).ToArray(), Domain: (string?)d.GetProperty("domain").GetString()))
-    .Where(d => d.Ids.Length > 1).ToList();
+// The notebooks' corpus sample: the checkpoint's tokenizer, else the corpus's own when its vocabulary fits the model.
+using var sample = CorpusSample.Load(ckpt.Config, ckpt.Tokenizer, new CorpusSampleOptions { DocumentsPerDomain = perDomain, MaxTokens = 64 });
+if (!sample.IsAvailable) { Console.Error.WriteLine(sample); return 1; }
+var dataset = sample.Documents.Select(d => (d.Ids, (string?)d.Domain)).ToList();
 var routing = new ExpertRoutingAccumulator(ckpt.Config);
 DatasetRunner.Run(ckpt.Model, dataset, new IDatasetAccumulator[] { routing },
     new Progress<DatasetProgress>(p => { if (p.SequencesDone % 20 == 0) Console.Error.Write($"\r{p.SequencesDone}/{dataset.Count} sequences"); }));
@@ -38,6 +35,7 @@ for (int i = 0; i < layers.Length; i++)
 page.AddChart(ExpertCharts.UsageHeatmap(usage, layers, "Share of routed choices per expert"));
 page.AddView(new TrustedTable(routing.ToDataFrame()));
 Console.WriteLine($"wrote {page.Save(output)}");
+return 0;
 
 sealed class TrustedTable(Microsoft.Data.Analysis.DataFrame frame) : IHtmlView
 {

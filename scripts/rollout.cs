@@ -1,8 +1,10 @@
 #:project ../src/DeepSeekNotebooks.Visualization/DeepSeekNotebooks.Visualization.csproj
+#:project ../src/DeepSeekNotebooks.Training/DeepSeekNotebooks.Training.csproj
 // Attention rollout (Abnar & Zuidema 2020) and attention flow of one input, as one offline HTML page.
 //   dotnet run scripts/rollout.cs -- "def add(a, b):" [out.html]
 using DeepSeekNotebooks.Analysis.Attention;
 using DeepSeekNotebooks.Model.Checkpoints;
+using DeepSeekNotebooks.Training;
 using DeepSeekNotebooks.Visualization.Charts;
 using DeepSeekNotebooks.Visualization.Html;
 using static TorchSharp.torch;

@@ -31,7 +31,7 @@ public class MoeDispatchBenchmarks
 
     internal static DeepSeekConfig BundledShape()
     {
-        var dir = DeepSeekNotebooks.Model.Checkpoints.BundledModel.DefaultCheckpoint();
+        var dir = DeepSeekNotebooks.Training.BundledModel.DefaultCheckpoint();
         return DeepSeekConfig.Load(Path.Combine(dir, "config.json"));
     }
 

@@ -17,7 +17,7 @@ public class KernelSmokeTests
     {
         string root = ReportTestSupport.RepoRoot;
         string notebooks = Path.Combine(root, "notebooks");
-        string kit = Path.Combine(root, "src", "DeepSeekNotebooks.Visualization", "bin", "Debug", "net10.0", "DeepSeekNotebooks.Visualization.dll");
+        string kit = Path.Combine(root, "src", "DeepSeekNotebooks.Interactive", "bin", "Debug", "net10.0", "DeepSeekNotebooks.Interactive.dll");
         Assert.True(File.Exists(kit), $"the notebook references the Debug build of the kit; build it first: {kit}");
         string output = Path.Combine(Directory.CreateTempSubdirectory("dsn-kernel-smoke").FullName, "out.ipynb");
 

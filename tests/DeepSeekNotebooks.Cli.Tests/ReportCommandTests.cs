@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
-using DeepSeekNotebooks.Cli.Report;
+using DeepSeekNotebooks.Reporting;
 
 namespace DeepSeekNotebooks.Cli.Tests;
 

@@ -2,7 +2,6 @@ using DeepSeekNotebooks.Analysis.Attention;
 using DeepSeekNotebooks.Analysis.Attribution;
 using DeepSeekNotebooks.Visualization.Charts;
 using DeepSeekNotebooks.Visualization.Html;
-using Microsoft.DotNet.Interactive.Formatting;
 
 namespace DeepSeekNotebooks.Visualization.Tests;
 
@@ -42,14 +41,5 @@ public class ResultChartsTests
         var fig = ChartAssert.Figure(ResultCharts.Rollout(r));
         Assert.Equal("heatmap", ChartAssert.Str(ChartAssert.Trace(fig), "type"));
         Assert.Equal("Attention rollout", ChartAssert.Str(fig, "layout", "title", "text"));
-    }
-
-    [Fact]
-    public void Formatters_RenderResultsAsHtml()
-    {
-        Interactive.DeepSeekNotebooksFormatters.Register();
-        var html = Attribution().ToDisplayString("text/html");
-        Assert.Contains("Plotly.newPlot", html);
-        ChartAssert.NoRawHostile(html);
     }
 }

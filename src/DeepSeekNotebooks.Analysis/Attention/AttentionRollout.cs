@@ -148,11 +148,6 @@ public static class AttentionRollout
         return a;
     }
 
-    /// <summary>Parses <c>mean</c>, <c>max</c> or <c>min</c> (case-insensitive).</summary>
-    public static HeadFusion ParseHeadFusion(string name) =>
-        Enum.TryParse<HeadFusion>(name?.Trim(), ignoreCase: true, out var f) && Enum.IsDefined(f) ? f
-            : throw new ArgumentException($"unknown head fusion '{name}': use mean, max or min", nameof(name));
-
     /// <summary>Fuses heads [heads, q, k] → [q, k] by mean, max or min.</summary>
     public static float[,] Fuse(float[,,] attention, HeadFusion headFusion)
     {

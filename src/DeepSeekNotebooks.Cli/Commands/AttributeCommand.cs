@@ -50,7 +50,7 @@ public static class AttributeCommand
             Baseline? b = null;
             if (parse.GetValue(baseline) is { } text)
             {
-                try { b = Baseline.Parse(text); }
+                try { b = CliParsing.ParseBaseline(text); }
                 catch (ArgumentException e) { throw new UsageException($"--baseline: {e.Message}"); }
             }
             var options = new AttributionOptions

@@ -11,7 +11,7 @@ internal static class CliSupport
 {
     internal static Option<DirectoryInfo?> CheckpointOption() => new("--checkpoint")
     {
-        Description = $"Checkpoint directory (Hugging Face or official DeepSeek layout). Default: ${BundledModel.CheckpointVariable} or the bundled data/checkpoints/{BundledModel.DefaultName}.",
+        Description = $"Checkpoint directory (Hugging Face or official DeepSeek layout). Default: ${Training.BundledModel.CheckpointVariable} or the bundled data/checkpoints/{Training.BundledModel.DefaultName}.",
     };
 
     internal static Option<FileInfo> OutOption(string what) => new("--out")
@@ -25,7 +25,7 @@ internal static class CliSupport
         Description = "Allow PyTorch pickle weights (.bin/.pt). Off by default: unpickling can execute code from the file; use only for files you trust.",
     };
 
-    internal static string ResolveCheckpoint(DirectoryInfo? given) => given?.FullName ?? BundledModel.DefaultCheckpoint();
+    internal static string ResolveCheckpoint(DirectoryInfo? given) => given?.FullName ?? Training.BundledModel.DefaultCheckpoint();
 
     /// <summary>Parses "1,2,3" into token ids, naming the bad entry.</summary>
     internal static long[] ParseIds(string text, string option = "--input-ids")

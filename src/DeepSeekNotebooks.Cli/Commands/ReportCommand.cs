@@ -1,5 +1,5 @@
 using System.CommandLine;
-using DeepSeekNotebooks.Cli.Report;
+using DeepSeekNotebooks.Reporting;
 using Spectre.Console;
 
 namespace DeepSeekNotebooks.Cli.Commands;

@@ -7,7 +7,7 @@ using Microsoft.DotNet.Interactive.Documents.Jupyter;
 using Microsoft.DotNet.Interactive.Events;
 using Microsoft.DotNet.Interactive.Formatting;
 
-namespace DeepSeekNotebooks.Cli.Report;
+namespace DeepSeekNotebooks.Reporting;
 
 /// <summary>
 /// Executes one .ipynb top to bottom in a fresh in-process C# kernel and records the outputs into the document.
@@ -16,7 +16,7 @@ namespace DeepSeekNotebooks.Cli.Report;
 /// and <see cref="ReportOptions.CheckpointVariable"/> carries the checkpoint path.
 /// Runs are serialized process-wide because the working directory, environment and formatters are global.
 /// </summary>
-public sealed class NotebookRunner
+internal sealed class NotebookRunner
 {
     private static readonly SemaphoreSlim ProcessWideGate = new(1, 1);
 

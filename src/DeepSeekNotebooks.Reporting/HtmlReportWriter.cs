@@ -7,14 +7,14 @@ using Markdig.Syntax;
 using Markdig.Syntax.Inlines;
 using Microsoft.DotNet.Interactive.Documents;
 
-namespace DeepSeekNotebooks.Cli.Report;
+namespace DeepSeekNotebooks.Reporting;
 
 /// <summary>
 /// Renders an executed notebook as one self-contained, offline HTML page: table of contents from the markdown
 /// headings, markdown rendered (raw HTML in markdown is escaped), code and text outputs HTML-escaped, HTML outputs of
 /// formatters embedded as trusted HTML with remote scripts removed, plotly.js inlined once when a chart needs it.
 /// </summary>
-public static class HtmlReportWriter
+internal static class HtmlReportWriter
 {
     /// <summary>Shown instead of code when inputs are redacted.</summary>
     public const string RedactedPlaceholder = "[code hidden: report generated with --redact-inputs]";

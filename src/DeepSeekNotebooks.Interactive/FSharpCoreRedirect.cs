@@ -2,7 +2,7 @@ using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Runtime.Loader;
 
-namespace DeepSeekNotebooks.Visualization.Interactive;
+namespace DeepSeekNotebooks.Interactive;
 
 /// <summary>
 /// Answers a failed load of FSharp.Core (any version) with the FSharp.Core already loaded in the process.

@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 
-namespace DeepSeekNotebooks.Cli.Report;
+namespace DeepSeekNotebooks.Reporting;
 
 /// <summary>Keeps notebook outputs offline in reports (plotly.js itself comes from <see cref="Visualization.Html.PlotlyJs"/>).</summary>
 internal static partial class OfflineHtml

@@ -1,6 +1,6 @@
 using Microsoft.DotNet.Interactive.Documents;
 
-namespace DeepSeekNotebooks.Cli.Report;
+namespace DeepSeekNotebooks.Reporting;
 
 /// <summary>Options of one <c>report</c> run.</summary>
 public sealed record ReportOptions
@@ -11,10 +11,15 @@ public sealed record ReportOptions
     /// <summary>Environment variable set to "1" while a notebook runs headlessly under the report runner.</summary>
     public const string HeadlessVariable = "DEEPSEEK_NOTEBOOK_HEADLESS";
 
+    /// <summary>Folder whose top-level <c>*.ipynb</c> run (names starting with <c>_</c> or <c>.</c> are skipped).</summary>
     public required string NotebooksDirectory { get; init; }
+    /// <summary>Folder receiving the executed notebooks, HTML reports and <c>index.html</c>; must differ from <see cref="NotebooksDirectory"/>.</summary>
     public required string OutputDirectory { get; init; }
+    /// <summary>Checkpoint every notebook analyses (handed over as <see cref="CheckpointVariable"/>); null leaves the variable as it is.</summary>
     public string? CheckpointPath { get; init; }
+    /// <summary>Wall-clock budget of one cell.</summary>
     public TimeSpan CellTimeout { get; init; } = TimeSpan.FromMinutes(10);
+    /// <summary>Replace code-cell source with a placeholder in the HTML reports (the executed .ipynb keeps it).</summary>
     public bool RedactInputs { get; init; }
 }
 
@@ -36,6 +41,7 @@ public sealed record NotebookRunResult(
     TimeSpan Duration,
     string? Message = null)
 {
+    /// <summary>The notebook's file name without extension.</summary>
     public string Name => Path.GetFileNameWithoutExtension(NotebookPath);
 }
 

@@ -2,7 +2,7 @@ using Microsoft.DotNet.Interactive;
 using Microsoft.DotNet.Interactive.CSharp;
 using Microsoft.DotNet.Interactive.PackageManagement;
 
-namespace DeepSeekNotebooks.Cli.Report;
+namespace DeepSeekNotebooks.Reporting;
 
 /// <summary>
 /// Builds the in-process kernel used to run notebooks: a composite kernel with a C# kernel that understands
@@ -17,7 +17,7 @@ internal static class KernelFactory
     public static CompositeKernel Create()
     {
         // Charts draw with the one plotly.js each HTML report embeds, instead of carrying a copy per output.
-        DeepSeekNotebooks.Visualization.Interactive.DeepSeekNotebooksFormatters.Register();
+        DeepSeekNotebooks.Interactive.DeepSeekNotebooksFormatters.Register();
         DeepSeekNotebooks.Visualization.Html.ChartHtml.DefaultInclusion = DeepSeekNotebooks.Visualization.Html.PlotlyJsInclusion.AssumeLoaded;
 
         var csharp = new CSharpKernel()

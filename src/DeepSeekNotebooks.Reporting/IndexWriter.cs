@@ -1,10 +1,10 @@
 using System.Text;
-using static DeepSeekNotebooks.Cli.Report.HtmlReportWriter;
+using static DeepSeekNotebooks.Reporting.HtmlReportWriter;
 
-namespace DeepSeekNotebooks.Cli.Report;
+namespace DeepSeekNotebooks.Reporting;
 
 /// <summary>Renders <c>index.html</c>: one row per notebook with its status and links to its report and executed notebook.</summary>
-public static class IndexWriter
+internal static class IndexWriter
 {
     public static string Render(IReadOnlyList<NotebookReport> reports, string outputDirectory)
     {

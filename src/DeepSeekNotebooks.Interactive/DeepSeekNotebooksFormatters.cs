@@ -4,7 +4,7 @@ using DeepSeekNotebooks.Visualization.Html;
 using Microsoft.DotNet.Interactive.Formatting;
 using Plotly.NET;
 
-namespace DeepSeekNotebooks.Visualization.Interactive;
+namespace DeepSeekNotebooks.Interactive;
 
 /// <summary>
 /// .NET Interactive formatters: a <see cref="GenericChart"/>, <see cref="TokenAttributionView"/> or
@@ -39,11 +39,11 @@ public static class DeepSeekNotebooksFormatters
         Formatter.Register<Microsoft.Data.Analysis.DataFrame>((f, writer) => writer.Write(DataFrameHtml.ToHtml(f)), HtmlMime);
         // Analysis results render as their natural chart.
         Formatter.Register<DeepSeekNotebooks.Analysis.Attribution.AttributionResult>((r, writer) =>
-            writer.Write(Charts.ResultCharts.TokenView(r).ToHtml() + ChartHtml.Fragment(Charts.ResultCharts.TokenScores(r))), HtmlMime);
+            writer.Write(DeepSeekNotebooks.Visualization.Charts.ResultCharts.TokenView(r).ToHtml() + ChartHtml.Fragment(DeepSeekNotebooks.Visualization.Charts.ResultCharts.TokenScores(r))), HtmlMime);
         Formatter.Register<DeepSeekNotebooks.Analysis.Attention.RolloutResult>((r, writer) =>
-            writer.Write(ChartHtml.Fragment(Charts.ResultCharts.Rollout(r))), HtmlMime);
+            writer.Write(ChartHtml.Fragment(DeepSeekNotebooks.Visualization.Charts.ResultCharts.Rollout(r))), HtmlMime);
         Formatter.Register<DeepSeekNotebooks.Analysis.Tracing.TraceSnapshot>((s, writer) =>
-            writer.Write(ChartHtml.Fragment(Charts.ResultCharts.Attention(s))), HtmlMime);
+            writer.Write(ChartHtml.Fragment(DeepSeekNotebooks.Visualization.Charts.ResultCharts.Attention(s))), HtmlMime);
         foreach (var t in new[] { typeof(GenericChart), typeof(TokenAttributionView), typeof(HtmlReport),
                      typeof(DeepSeekNotebooks.Analysis.Attribution.AttributionResult), typeof(DeepSeekNotebooks.Analysis.Attention.RolloutResult),
                      typeof(DeepSeekNotebooks.Analysis.Tracing.TraceSnapshot), typeof(Microsoft.Data.Analysis.DataFrame) })

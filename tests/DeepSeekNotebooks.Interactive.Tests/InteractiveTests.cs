@@ -1,10 +1,10 @@
 using System.Reflection;
 using DeepSeekNotebooks.Visualization.Charts;
 using DeepSeekNotebooks.Visualization.Html;
-using DeepSeekNotebooks.Visualization.Interactive;
+using DeepSeekNotebooks.Interactive;
 using Microsoft.DotNet.Interactive.Formatting;
 
-namespace DeepSeekNotebooks.Visualization.Tests;
+namespace DeepSeekNotebooks.Interactive.Tests;
 
 public class InteractiveTests
 {
@@ -68,11 +68,11 @@ public class InteractiveTests
         string dir = AppContext.BaseDirectory;
         while (dir is not null && !File.Exists(Path.Combine(dir, "DeepSeekNotebooks.sln"))) dir = Path.GetDirectoryName(dir)!;
         Assert.NotNull(dir);
-        string proj = Path.Combine(dir!, "src", "DeepSeekNotebooks.Visualization");
-        string dib = File.ReadAllText(Path.Combine(proj, "Interactive", "extension.dib"));
+        string proj = Path.Combine(dir!, "src", "DeepSeekNotebooks.Interactive");
+        string dib = File.ReadAllText(Path.Combine(proj, "extension.dib"));
         Assert.Contains("#!csharp", dib);
         Assert.Contains("DeepSeekNotebooksFormatters.Register();", dib);
-        string csproj = File.ReadAllText(Path.Combine(proj, "DeepSeekNotebooks.Visualization.csproj"));
+        string csproj = File.ReadAllText(Path.Combine(proj, "DeepSeekNotebooks.Interactive.csproj"));
         Assert.Contains("PackagePath=\"interactive-extensions/dotnet\"", csproj);
     }
 
@@ -88,8 +88,35 @@ public class InteractiveTests
         Assert.Contains("<table", html);
         Assert.Contains("<th", html);
         Assert.Contains("0.1235", html);
-        ChartAssert.NoRawHostile(html);
+        NoRawHostile(html);
         var cut = DeepSeekNotebooks.Visualization.Html.DataFrameHtml.ToHtml(df, maxRows: 2);
         Assert.Contains("1 more rows (3 in all)", cut);
+    }
+
+    private static DeepSeekNotebooks.Analysis.Attribution.AttributionResult AttributionWithHostileToken() => new()
+    {
+        Method = "ig",
+        TokenIds = new long[] { 5, 6, 7 },
+        TokenStrings = new[] { "a", "<img src=x onerror=alert(1)>", "c" },
+        Target = new DeepSeekNotebooks.Analysis.Attribution.TargetInfo(2, 9, "logit", "logit"),
+        Shape = new[] { 3, 2 },
+        Attributions = new float[] { 0.1f, 0.2f, -0.5f, 0.1f, 0f, 0f },
+        TokenSums = new[] { 0.3f, -0.4f, 0f },
+        TokenNorms = new[] { 0.22f, 0.51f, 0f },
+    };
+
+    [Fact]
+    public void Formatters_RenderResultsAsHtml()
+    {
+        DeepSeekNotebooksFormatters.Register();
+        var html = AttributionWithHostileToken().ToDisplayString("text/html");
+        Assert.Contains("Plotly.newPlot", html);
+        NoRawHostile(html);
+    }
+
+    private static void NoRawHostile(string html)
+    {
+        Assert.DoesNotContain("<img", html, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("<script>alert", html, StringComparison.OrdinalIgnoreCase);
     }
 }

@@ -1,7 +1,7 @@
-using DeepSeekNotebooks.Cli.Report;
+using DeepSeekNotebooks.Reporting;
 using Microsoft.DotNet.Interactive.Documents;
 
-namespace DeepSeekNotebooks.Cli.Tests;
+namespace DeepSeekNotebooks.Reporting.Tests;
 
 public class HtmlReportWriterTests
 {

@@ -1,4 +1,4 @@
-namespace DeepSeekNotebooks.Cli.Report;
+namespace DeepSeekNotebooks.Reporting;
 
 /// <summary>
 /// Runs every notebook of a folder and writes, per notebook, an executed <c>.ipynb</c> and an offline HTML report,
@@ -13,6 +13,10 @@ public sealed class ReportGenerator(ReportOptions options)
             .Order(StringComparer.Ordinal)
             .ToList();
 
+    /// <summary>
+    /// Runs every notebook (each in a fresh in-process kernel, one at a time) and writes the artefacts. Throws
+    /// <see cref="ArgumentException"/> when the output folder is the notebook folder; a failing notebook is recorded, not thrown.
+    /// </summary>
     public async Task<ReportSummary> RunAsync(IProgress<ReportProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         var notebooksDir = Path.GetFullPath(options.NotebooksDirectory);
