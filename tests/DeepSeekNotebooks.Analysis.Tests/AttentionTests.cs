@@ -56,6 +56,7 @@ public class AttentionTests : IClassFixture<GoldenFixture>
             using var f = DeepSeekNotebooks.Model.Checkpoints.SafetensorsFile.Open(path);
             Assert.Equal(new long[] { 12, 12 }, f.GetTensor("rollout").ToShapeArray());
             Assert.Equal(Flat(r.Matrix), f.ReadAsFloat32("rollout"));
+            Assert.Equal("attention_rollout", f.Metadata["method"]);
         }
         finally { File.Delete(path); }
     }
@@ -91,6 +92,8 @@ public class AttentionTests : IClassFixture<GoldenFixture>
     {
         var layers = Enumerable.Range(0, 3).Select(GoldenAttention).ToArray();
         var flow = AttentionFlow.Compute(layers);
+        Assert.Equal(RolloutMethod.AttentionFlow, flow.Method);
+        Assert.Equal("attention_flow", flow.Method.Name());
         for (int q = 0; q < 12; q++)
         {
             var row = flow.Row(q);

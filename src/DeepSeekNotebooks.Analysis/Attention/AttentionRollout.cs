@@ -18,17 +18,60 @@ public enum HeadFusion
     Min,
 }
 
+/// <summary>
+/// The identity of a <see cref="RolloutResult"/>: which method produced it. Saved files hold the name from
+/// <see cref="RolloutMethods.Name"/> (<c>attention_rollout</c>, <c>attention_flow</c>) in the <c>method</c> metadata key.
+/// </summary>
+public enum RolloutMethod
+{
+    /// <summary><see cref="Attention.AttentionRollout"/>: products of residual-augmented attention; saved as <c>attention_rollout</c>.</summary>
+    AttentionRollout,
+    /// <summary><see cref="Attention.AttentionFlow"/>: max flow through the attention graph; saved as <c>attention_flow</c>.</summary>
+    AttentionFlow,
+}
+
+/// <summary>The saved names and display titles of <see cref="RolloutMethod"/>.</summary>
+public static class RolloutMethods
+{
+    /// <summary>The saved name: <c>attention_rollout</c> or <c>attention_flow</c>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A value outside the enum.</exception>
+    public static string Name(this RolloutMethod method) => method switch
+    {
+        RolloutMethod.AttentionRollout => "attention_rollout",
+        RolloutMethod.AttentionFlow => "attention_flow",
+        _ => throw new ArgumentOutOfRangeException(nameof(method), method, "not a RolloutMethod"),
+    };
+
+    /// <summary>The human-readable name: <c>Attention rollout</c> or <c>Attention flow</c>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A value outside the enum.</exception>
+    public static string DisplayName(this RolloutMethod method) => method switch
+    {
+        RolloutMethod.AttentionRollout => "Attention rollout",
+        RolloutMethod.AttentionFlow => "Attention flow",
+        _ => throw new ArgumentOutOfRangeException(nameof(method), method, "not a RolloutMethod"),
+    };
+
+    /// <summary>The method whose saved name is <paramref name="name"/> (exactly as <see cref="Name"/> writes it).</summary>
+    /// <exception cref="ArgumentException">Any other string; the message lists the saved names.</exception>
+    public static RolloutMethod FromName(string name) => name switch
+    {
+        "attention_rollout" => RolloutMethod.AttentionRollout,
+        "attention_flow" => RolloutMethod.AttentionFlow,
+        _ => throw new ArgumentException($"unknown rollout method name '{name}': saved results use attention_rollout or attention_flow", nameof(name)),
+    };
+}
+
 /// <summary>A token-to-token relevance matrix [query, input token] from attention rollout or attention flow.</summary>
 public sealed class RolloutResult
 {
     /// <summary>Creates a result.</summary>
-    public RolloutResult(string method, float[,] matrix, IReadOnlyDictionary<string, string> parameters, long[]? tokenIds = null, string[]? tokens = null)
+    public RolloutResult(RolloutMethod method, float[,] matrix, IReadOnlyDictionary<string, string> parameters, long[]? tokenIds = null, string[]? tokens = null)
     {
         Method = method; Matrix = matrix; Parameters = parameters; TokenIds = tokenIds; Tokens = tokens;
     }
 
-    /// <summary><c>attention_rollout</c> or <c>attention_flow</c>.</summary>
-    public string Method { get; }
+    /// <summary>Which method produced the matrix (saved as <c>attention_rollout</c> or <c>attention_flow</c>).</summary>
+    public RolloutMethod Method { get; }
     /// <summary>[seq, seq]: row q = how much each input token contributes to position q after the included layers.</summary>
     public float[,] Matrix { get; }
     /// <summary>Token ids, when known.</summary>
@@ -54,7 +97,7 @@ public sealed class RolloutResult
         int n = SequenceLength;
         var flat = new float[n * n];
         Buffer.BlockCopy(Matrix, 0, flat, 0, flat.Length * sizeof(float));
-        var w = new SafetensorsWriter().SetMetadata("method", Method).AddFloat32("rollout", new long[] { n, n }, flat);
+        var w = new SafetensorsWriter().SetMetadata("method", Method.Name()).AddFloat32("rollout", new long[] { n, n }, flat);
         if (TokenIds is { } ids) w.AddInt64("input_ids", new long[] { ids.Length }, ids);
         foreach (var (k, v) in Parameters) w.SetMetadata("param." + k, v);
         w.WriteTo(path);
@@ -148,11 +191,6 @@ public static class AttentionRollout
         return a;
     }
 
-    /// <summary>Parses <c>mean</c>, <c>max</c> or <c>min</c> (case-insensitive).</summary>
-    public static HeadFusion ParseHeadFusion(string name) =>
-        Enum.TryParse<HeadFusion>(name?.Trim(), ignoreCase: true, out var f) && Enum.IsDefined(f) ? f
-            : throw new ArgumentException($"unknown head fusion '{name}': use mean, max or min", nameof(name));
-
     /// <summary>Fuses heads [heads, q, k] → [q, k] by mean, max or min.</summary>
     public static float[,] Fuse(float[,,] attention, HeadFusion headFusion)
     {
@@ -195,7 +233,7 @@ public static class AttentionRollout
         }
         var f = new float[n, n];
         for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) f[i, j] = (float)result[i, j];
-        return new RolloutResult("attention_rollout", f, Params(fusion, discardRatio, s, e));
+        return new RolloutResult(RolloutMethod.AttentionRollout, f, Params(fusion, discardRatio, s, e));
     }
 
     internal static Dictionary<string, string> Params(HeadFusion? fusion, double discardRatio, int s, int e) => new()

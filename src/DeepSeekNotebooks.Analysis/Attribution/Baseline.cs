@@ -30,16 +30,6 @@ public abstract record Baseline
     /// <summary>The well-behaved default: <c>Token(0)</c> (see the type's remarks for why not zeros).</summary>
     public static Baseline Default { get; } = Token(0);
 
-    /// <summary>Parses the CLI form: <c>zeros</c> or <c>token:&lt;id&gt;</c>.</summary>
-    public static Baseline Parse(string spec)
-    {
-        ArgumentNullException.ThrowIfNull(spec);
-        var s = spec.Trim();
-        if (s.Equals("zeros", StringComparison.OrdinalIgnoreCase) || s.Equals("zero", StringComparison.OrdinalIgnoreCase)) return Zeros;
-        if (s.StartsWith("token:", StringComparison.OrdinalIgnoreCase) && long.TryParse(s.AsSpan(6), out var id)) return Token(id);
-        throw new ArgumentException($"unknown baseline '{spec}': use 'zeros' or 'token:<id>'", nameof(spec));
-    }
-
     /// <summary>Short description (<c>zeros</c>, <c>token:0</c>, <c>custom</c>).</summary>
     public abstract string Describe();
 

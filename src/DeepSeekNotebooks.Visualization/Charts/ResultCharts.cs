@@ -18,16 +18,16 @@ public static class ResultCharts
     /// <summary>Bar chart of per-token attribution (sum over embedding dimensions), titled with the method and target.</summary>
     public static GenericChart TokenScores(AttributionResult r, bool useNorms = false) =>
         AttributionCharts.TokenScores(Labels(r), (useNorms ? r.TokenNorms : r.TokenSums).Select(v => (double)v).ToArray(),
-            $"{r.Method}: attribution to {TargetText(r)}", r.Method);
+            $"{r.Method.Name()}: attribution to {TargetText(r)}", r.Method.Name());
 
     /// <summary>The attribution as coloured text (red positive, blue negative) with the exact score on hover.</summary>
     public static TokenAttributionView TokenView(AttributionResult r) =>
-        new(Labels(r), r.TokenSums.Select(v => (double)v).ToArray(), $"{r.Method}: attribution to {TargetText(r)}", r.Method);
+        new(Labels(r), r.TokenSums.Select(v => (double)v).ToArray(), $"{r.Method.Name()}: attribution to {TargetText(r)}", r.Method.Name());
 
-    /// <summary>Rollout heatmap of a rollout or attention-flow result.</summary>
+    /// <summary>Rollout heatmap of a rollout or attention-flow result, titled by its method (<c>Attention rollout</c>, <c>Attention flow</c>).</summary>
     public static GenericChart Rollout(RolloutResult r) =>
         AttentionCharts.Rollout(r.Tokens ?? r.TokenIds?.Select(i => i.ToString()).ToArray() ?? Enumerable.Range(0, r.SequenceLength).Select(i => i.ToString()).ToArray(),
-            r.Matrix, r.Method == "rollout" ? "Attention rollout" : $"Attention {r.Method}");
+            r.Matrix, r.Method.DisplayName());
 
     /// <summary>All layers × heads of a traced sequence in one interactive figure.</summary>
     public static GenericChart Attention(TraceSnapshot s) => AttentionCharts.LayerHeadGrid(s.Tokens, s.Attention);
@@ -59,7 +59,7 @@ public static class ResultCharts
             : Enumerable.Range(0, rollout.SequenceLength).Select(rollout.Row).ToArray();
         var attention = s.Attention.Select(layer => layer.Select(head =>
             Enumerable.Range(0, head.GetLength(0)).Select(q => Enumerable.Range(0, head.GetLength(1)).Select(k => head[q, k]).ToArray()).ToArray()).ToArray()).ToArray();
-        var scores = attributions?.ToDictionary(a => a.Method, a => a.TokenSums.Select(v => (double)v).ToArray());
+        var scores = attributions?.ToDictionary(a => a.Method.Name(), a => a.TokenSums.Select(v => (double)v).ToArray());
         return new DashboardData(title, s.Tokens, attention, roll, scores, Routing(s), s.RoutedExperts);
     }
 
