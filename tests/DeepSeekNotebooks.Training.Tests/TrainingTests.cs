@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using DeepSeekNotebooks.Analysis.Statistics;
 using DeepSeekNotebooks.Model;
 using DeepSeekNotebooks.Model.Checkpoints;
 using DeepSeekNotebooks.Model.Native;
@@ -14,11 +15,22 @@ public class LoadBalancingTests
     public LoadBalancingTests() => TorchRuntime.EnsureLoaded();
 
     [Fact]
-    public void MaxVio_formula()
+    public void Bundled_training_json_maxvio_is_the_analysis_MaxVio_of_its_own_load()
     {
-        Assert.Equal(0, LoadBalancing.MaxViolation(new double[] { 5, 5, 5, 5 }));
-        // mean 4, max 10 → (10 − 4) / 4
-        Assert.Equal(1.5, LoadBalancing.MaxViolation(new double[] { 10, 2, 2, 2 }), 12);
+        // training.json was written by the trainer; the notebooks recompute balance with Analysis.Statistics. Both are the
+        // one Balance.MaxVio now; the file's numbers must agree with it (and with the formula by hand for one layer).
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "DeepSeekNotebooks.sln"))) dir = dir.Parent;
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(dir!.FullName, "data", "checkpoints", BundledModel.DefaultName, "training.json")))!;
+        var layers = json["metrics"]!["final"]!["moe_layers"]!.AsObject();
+        Assert.NotEmpty(layers);
+        foreach (var (l, layer) in layers)
+        {
+            var load = layer!["load"]!.AsArray().Select(x => x!.GetValue<double>()).ToArray();
+            double byHand = (load.Max() - load.Average()) / load.Average();
+            Assert.Equal(byHand, layer["maxvio"]!.GetValue<double>(), 12);
+            Assert.Equal(Balance.MaxVio(load), layer["maxvio"]!.GetValue<double>(), 12);
+        }
     }
 
     [Fact]
@@ -63,7 +75,7 @@ public class LoadBalancingTests
         double Vio()
         {
             var idx = (scores + bias).argmax(1, keepdim: true);
-            return LoadBalancing.MaxViolation(LoadBalancing.ExpertLoad(idx, 4));
+            return Balance.MaxVio(LoadBalancing.ExpertLoad(idx, 4));
         }
         double before = Vio();
         for (int step = 0; step < 200; step++)
@@ -75,13 +87,6 @@ public class LoadBalancingTests
         Assert.True(before > 2, $"toy router starts imbalanced (MaxVio {before})");
         Assert.True(after < 0.3, $"MaxVio {before:F2} → {after:F2}");
         Assert.True(bias[0].item<float>() < bias[1].item<float>());
-    }
-
-    [Fact]
-    public void Normalized_mutual_information_edge_cases()
-    {
-        Assert.Equal(1, LoadBalancing.NormalizedMutualInformation(new double[,] { { 10, 0 }, { 0, 10 } }), 9);
-        Assert.Equal(0, LoadBalancing.NormalizedMutualInformation(new double[,] { { 5, 5 }, { 5, 5 } }), 9);
     }
 
     [Fact]

@@ -71,7 +71,7 @@ public class ChartTests
     public void MethodComparisonUsesSpearman()
     {
         var scores = new IReadOnlyList<double>[] { new[] { 1.0, 2, 3, 4 }, new[] { 10.0, 20, 30, 40 }, new[] { 4.0, 3, 2, 1 } };
-        var r = AttributionCharts.SpearmanMatrix(scores);
+        var r = DeepSeekNotebooks.Analysis.Statistics.Correlation.SpearmanMatrix(scores);
         Assert.Equal(1.0, r[0, 1], 12);
         Assert.Equal(-1.0, r[0, 2], 12);
         var c = AttributionCharts.MethodComparison(new[] { "IG", "grad×input", HostileImg }, scores);
