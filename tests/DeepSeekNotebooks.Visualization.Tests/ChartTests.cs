@@ -1,3 +1,4 @@
+using DeepSeekNotebooks.Analysis.Experts;
 using DeepSeekNotebooks.Visualization.Charts;
 using DeepSeekNotebooks.Visualization.Html;
 using static DeepSeekNotebooks.Visualization.Tests.ChartAssert;
@@ -105,9 +106,12 @@ public class ChartTests
     public void RoutingSankeyConservesFlow()
     {
         string[] toks = { "a", HostileImg };
-        int[][][] experts = { new[] { new[] { 0, 1 }, new[] { 1, 2 } }, new[] { new[] { 3, 0 }, new[] { 3, 1 } } };
-        float[][][] weights = { new[] { new[] { 0.6f, 0.2f }, new[] { 1f, 1f } }, new[] { new[] { 0.5f, 0.5f }, new[] { 0.9f, 0.1f } } };
-        var c = ExpertCharts.RoutingSankey(toks, experts, weights);
+        var routing = new[]
+        {
+            new LayerRouting(1, new[] { new RoutingDecision(new[] { 0, 1 }, new[] { 0.6f, 0.2f }), new RoutingDecision(new[] { 1, 2 }, new[] { 1f, 1f }) }),
+            new LayerRouting(2, new[] { new RoutingDecision(new[] { 3, 0 }, new[] { 0.5f, 0.5f }), new RoutingDecision(new[] { 3, 1 }, new[] { 0.9f, 0.1f }) }),
+        };
+        var c = ExpertCharts.RoutingSankey(toks, routing);
         var fig = Figure(c);
         var t = Trace(fig);
         Assert.Equal("sankey", Str(t, "type"));

@@ -1,3 +1,4 @@
+using DeepSeekNotebooks.Analysis.Experts;
 using DeepSeekNotebooks.Visualization.Html;
 using static DeepSeekNotebooks.Visualization.Tests.ChartAssert;
 
@@ -78,17 +79,17 @@ internal static class SampleData
         };
     }
 
-    public static List<RoutingLayer> Routing(ModelArchitecture arch)
+    public static List<LayerRouting> Routing(ModelArchitecture arch)
     {
         var rng = new Random(3);
         int n = Tokens.Length;
-        return arch.MoeLayers.Select(l => new RoutingLayer(l, Enumerable.Range(0, n).Select(t =>
+        return arch.MoeLayers.Select(l => new LayerRouting(l, Enumerable.Range(0, n).Select(t =>
         {
             var experts = Enumerable.Range(0, arch.RoutedExperts).OrderBy(_ => rng.Next()).Take(arch.ExpertsPerToken).ToArray();
             var logits = experts.Select(_ => 3 * rng.NextDouble()).ToArray();
             double z = logits.Sum(Math.Exp);
-            var w = logits.Select(x => Math.Exp(x) / z).OrderByDescending(x => x).ToArray();
-            return new TokenRouting(experts, w);
+            var w = logits.Select(x => (float)(Math.Exp(x) / z)).OrderByDescending(x => x).ToArray();
+            return new RoutingDecision(experts, w);
         }).ToArray())).ToList();
     }
 

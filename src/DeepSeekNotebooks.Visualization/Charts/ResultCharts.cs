@@ -1,3 +1,4 @@
+using DeepSeekNotebooks.Analysis.Experts;
 using DeepSeekNotebooks.Analysis.Attention;
 using DeepSeekNotebooks.Analysis.Attribution;
 using DeepSeekNotebooks.Analysis.Tracing;
@@ -38,16 +39,11 @@ public static class ResultCharts
 
     /// <summary>Tokens → experts across the MoE blocks, link width = routing weight.</summary>
     public static GenericChart RoutingSankey(TraceSnapshot s) =>
-        ExpertCharts.RoutingSankey(s.Tokens, s.Routing.Select(r => r.Experts).ToArray(), s.Routing.Select(r => r.Weights).ToArray(),
-            s.Routing.Select(r => r.Layer).ToArray());
-
-    /// <summary>The routing of a traced sequence in the form the 3D view and the dashboard take.</summary>
-    public static IReadOnlyList<RoutingLayer> Routing(TraceSnapshot s) =>
-        s.Routing.Select(r => RoutingLayer.From(r.Layer, r.Experts, r.Weights)).ToArray();
+        ExpertCharts.RoutingSankey(s.Tokens, s.Routing);
 
     /// <summary>The 3D architecture view with this sequence's routing drawn as flows.</summary>
     public static GenericChart ModelView(DeepSeekNotebooks.Model.DeepSeekConfig config, TraceSnapshot s, string? title = null) =>
-        ModelView3D.Build(ModelArchitecture.From(config), s.Tokens, Routing(s), title);
+        ModelView3D.Build(ModelArchitecture.From(config), s.Tokens, s.Routing, title);
 
     /// <summary>
     /// Everything the one-file dashboard shows for one input: attention and routing from the trace, the rollout, and
@@ -60,7 +56,7 @@ public static class ResultCharts
         var attention = s.Attention.Select(layer => layer.Select(head =>
             Enumerable.Range(0, head.GetLength(0)).Select(q => Enumerable.Range(0, head.GetLength(1)).Select(k => head[q, k]).ToArray()).ToArray()).ToArray()).ToArray();
         var scores = attributions?.ToDictionary(a => a.Method.Name(), a => a.TokenSums.Select(v => (double)v).ToArray());
-        return new DashboardData(title, s.Tokens, attention, roll, scores, Routing(s), s.RoutedExperts);
+        return new DashboardData(title, s.Tokens, attention, roll, scores, s.Routing, s.RoutedExperts);
     }
 
     private static string TargetText(AttributionResult r) =>

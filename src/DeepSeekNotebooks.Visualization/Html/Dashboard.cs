@@ -1,3 +1,4 @@
+using DeepSeekNotebooks.Analysis.Experts;
 using System.Reflection;
 using System.Text;
 using System.Text.Json;

@@ -1,3 +1,4 @@
+using DeepSeekNotebooks.Analysis.Experts;
 namespace DeepSeekNotebooks.Visualization.Html;
 
 /// <summary>
@@ -18,7 +19,7 @@ public sealed record DashboardData(
     float[][][][]? Attention = null,
     float[][]? Rollout = null,
     IReadOnlyDictionary<string, double[]>? Attributions = null,
-    IReadOnlyList<RoutingLayer>? Routing = null,
+    IReadOnlyList<LayerRouting>? Routing = null,
     int? RoutedExperts = null)
 {
     /// <summary>Throws <see cref="ArgumentException"/> when a part's shape does not match the token count.</summary>
