@@ -22,6 +22,7 @@ public class AttentionTests : IClassFixture<GoldenFixture>
 
     private static float[] Flat(float[,] m) { var f = new float[m.Length]; Buffer.BlockCopy(m, 0, f, 0, f.Length * sizeof(float)); return f; }
     private static float[] Flat(double[,] m) => m.Cast<double>().Select(v => (float)v).ToArray();
+    private static float[] Flat(DeepSeekNotebooks.Analysis.Attention.AttentionMatrix m) => m.ToRowMajor();
 
     [Fact]
     public void Rollout_OfReferenceAttention_MatchesGolden()

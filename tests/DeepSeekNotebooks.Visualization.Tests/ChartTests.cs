@@ -1,3 +1,4 @@
+using DeepSeekNotebooks.Analysis.Attention;
 using DeepSeekNotebooks.Analysis.Experts;
 using DeepSeekNotebooks.Visualization.Charts;
 using DeepSeekNotebooks.Visualization.Html;
@@ -36,7 +37,7 @@ public class ChartTests
     [Fact]
     public void AttentionLayerHeadGrid()
     {
-        var w = new[] { new[] { Causal(5), Causal(5) }, new[] { Causal(5), Causal(5) } };
+        var w = new[] { new AttentionMatrix[] { Causal(5), Causal(5) }, new AttentionMatrix[] { Causal(5), Causal(5) } };
         var c = AttentionCharts.LayerHeadGrid(Toks, w, "Grid");
         var fig = Figure(c);
         Assert.Equal(4, fig.GetProperty("data").GetArrayLength());

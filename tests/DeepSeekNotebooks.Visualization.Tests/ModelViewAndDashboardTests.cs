@@ -1,3 +1,4 @@
+using DeepSeekNotebooks.Analysis.Attention;
 using DeepSeekNotebooks.Analysis.Experts;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -118,17 +119,17 @@ public class ModelViewAndDashboardTests
         var data = SampleData.Dashboard();
         var back = JsonSerializer.Deserialize<DashboardData>(JsonSerializer.Serialize(data))!;
         Assert.Equal(data.Tokens, back.Tokens);
-        Assert.Equal(data.Attention![2][3][7], back.Attention![2][3][7]);
+        Assert.Equal(data.Attention![2][3].Row(7), back.Attention![2][3].Row(7));
         Assert.Equal(data.Routing![1].Tokens[4].Experts, back.Routing![1].Tokens[4].Experts);
         Assert.Equal(Dashboard.ToJson(data), Dashboard.ToJson(back));
 
         // optional parts may be missing; non-finite numbers become null
-        var minimal = new DashboardData("t", new[] { "a", "b" }, Rollout: new[] { new[] { 1f, float.NaN }, new[] { 0.5f, 0.5f } });
+        var minimal = new DashboardData("t", new[] { "a", "b" }, Rollout: AttentionMatrix.FromRows(new[] { new[] { 1f, float.NaN }, new[] { 0.5f, 0.5f } }));
         Assert.Contains("\"rollout\":[[1,null],[0.5,0.5]]", Dashboard.ToJson(minimal));
         Assert.Contains("\"attention\":null", Dashboard.ToJson(minimal));
         Dashboard.Build(minimal);
 
-        Assert.Throws<ArgumentException>(() => Dashboard.Build(data with { Rollout = new[] { new[] { 1f } } }));
+        Assert.Throws<ArgumentException>(() => Dashboard.Build(data with { Rollout = AttentionMatrix.FromRows(new[] { new[] { 1f } }) }));
         Assert.Throws<ArgumentException>(() => Dashboard.Build(data with { Attributions = new Dictionary<string, double[]> { ["x"] = new[] { 1.0 } } }));
         Assert.Throws<ArgumentException>(() => Dashboard.Build(data with { RoutedExperts = 2 }));
         Assert.Throws<ArgumentException>(() => Dashboard.Build(data with { Tokens = Array.Empty<string>() }));

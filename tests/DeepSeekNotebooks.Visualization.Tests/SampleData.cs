@@ -1,3 +1,4 @@
+using DeepSeekNotebooks.Analysis.Attention;
 using DeepSeekNotebooks.Analysis.Experts;
 using DeepSeekNotebooks.Visualization.Html;
 using static DeepSeekNotebooks.Visualization.Tests.ChartAssert;
@@ -97,6 +98,7 @@ internal static class SampleData
     {
         var arch = Architecture;
         var att = Attention(arch.Layers.Count, arch.AttentionHeads);
-        return new DashboardData("Dashboard for " + HostileScript, Tokens, att, Rollout(att), Attributions(), Routing(arch), arch.RoutedExperts);
+        return new DashboardData("Dashboard for " + HostileScript, Tokens, att.Select(l => l.Select(AttentionMatrix.FromRows).ToArray()).ToArray(),
+            AttentionMatrix.FromRows(Rollout(att)), Attributions(), Routing(arch), arch.RoutedExperts);
     }
 }

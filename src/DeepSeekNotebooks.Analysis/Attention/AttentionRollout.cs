@@ -65,15 +65,17 @@ public static class RolloutMethods
 public sealed class RolloutResult
 {
     /// <summary>Creates a result.</summary>
-    public RolloutResult(RolloutMethod method, float[,] matrix, IReadOnlyDictionary<string, string> parameters, long[]? tokenIds = null, string[]? tokens = null)
+    public RolloutResult(RolloutMethod method, AttentionMatrix matrix, IReadOnlyDictionary<string, string> parameters, long[]? tokenIds = null, string[]? tokens = null)
     {
+        ArgumentNullException.ThrowIfNull(matrix);
+        if (matrix.Queries != matrix.Keys) throw new ArgumentException($"a rollout matrix is [seq, seq], got [{matrix.Queries}, {matrix.Keys}]", nameof(matrix));
         Method = method; Matrix = matrix; Parameters = parameters; TokenIds = tokenIds; Tokens = tokens;
     }
 
     /// <summary>Which method produced the matrix (saved as <c>attention_rollout</c> or <c>attention_flow</c>).</summary>
     public RolloutMethod Method { get; }
     /// <summary>[seq, seq]: row q = how much each input token contributes to position q after the included layers.</summary>
-    public float[,] Matrix { get; }
+    public AttentionMatrix Matrix { get; }
     /// <summary>Token ids, when known.</summary>
     public long[]? TokenIds { get; init; }
     /// <summary>Token strings, when known.</summary>
@@ -81,22 +83,16 @@ public sealed class RolloutResult
     /// <summary>Parameters (head fusion, discard ratio, layers).</summary>
     public IReadOnlyDictionary<string, string> Parameters { get; }
     /// <summary>Number of positions.</summary>
-    public int SequenceLength => Matrix.GetLength(0);
+    public int SequenceLength => Matrix.Queries;
 
     /// <summary>Row <paramref name="query"/> (negative counts from the end): relevance of each input token.</summary>
-    public float[] Row(int query)
-    {
-        int q = query < 0 ? SequenceLength + query : query;
-        if (q < 0 || q >= SequenceLength) throw new ArgumentException($"query {query} is out of range for {SequenceLength} positions", nameof(query));
-        return Enumerable.Range(0, SequenceLength).Select(k => Matrix[q, k]).ToArray();
-    }
+    public float[] Row(int query) => Matrix.Row(query);
 
     /// <summary>Writes <c>rollout</c> [seq, seq] F32 (and <c>input_ids</c> [seq] I64 when known); method and parameters in the metadata.</summary>
     public void SaveSafetensors(string path)
     {
         int n = SequenceLength;
-        var flat = new float[n * n];
-        Buffer.BlockCopy(Matrix, 0, flat, 0, flat.Length * sizeof(float));
+        var flat = Matrix.ToRowMajor();
         var w = new SafetensorsWriter().SetMetadata("method", Method.Name()).AddFloat32("rollout", new long[] { n, n }, flat);
         if (TokenIds is { } ids) w.AddInt64("input_ids", new long[] { ids.Length }, ids);
         foreach (var (k, v) in Parameters) w.SetMetadata("param." + k, v);

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using DeepSeekNotebooks.Analysis.Attention;
 using DeepSeekNotebooks.Analysis.Experts;
 using DeepSeekNotebooks.Model.Tracing;
 using static TorchSharp.torch;
@@ -15,8 +16,8 @@ public sealed record TraceSnapshot
     public required long[] TokenIds { get; init; }
     /// <summary>Display strings of the tokens (the ids as text when no tokenizer is available).</summary>
     public required string[] Tokens { get; init; }
-    /// <summary>Attention probabilities [layer][head][query, key].</summary>
-    public required float[][][,] Attention { get; init; }
+    /// <summary>Attention probabilities [layer][head], each [query, key].</summary>
+    public required AttentionMatrix[][] Attention { get; init; }
     /// <summary>Routing of every MoE block, in block order (each token's experts, weights and gate scores).</summary>
     public required LayerRouting[] Routing { get; init; }
     /// <summary>Argmax next-token id at every position.</summary>
@@ -33,19 +34,15 @@ public sealed record TraceSnapshot
         if (tokens is not null && tokens.Count != seq)
             throw new ArgumentException($"got {tokens.Count} token strings for {seq} token ids", nameof(tokens));
         using var scope = NewDisposeScope();
-        var attention = new float[c.NumHiddenLayers][][,];
+        var attention = new AttentionMatrix[c.NumHiddenLayers][];
         for (int l = 0; l < c.NumHiddenLayers; l++)
         {
             var p = trace.AttentionPattern(l)[batchIndex].to(float32).contiguous();
             if (p.shape[1] != seq) throw new ArgumentException($"the trace has {p.shape[1]} positions but {seq} token ids were given", nameof(tokenIds));
             var data = p.data<float>().ToArray();
-            attention[l] = new float[c.NumAttentionHeads][,];
+            attention[l] = new AttentionMatrix[c.NumAttentionHeads];
             for (int h = 0; h < c.NumAttentionHeads; h++)
-            {
-                var m = new float[seq, seq];
-                Buffer.BlockCopy(data, h * seq * seq * sizeof(float), m, 0, seq * seq * sizeof(float));
-                attention[l][h] = m;
-            }
+                attention[l][h] = AttentionMatrix.FromRowMajor(seq, seq, data.AsSpan(h * seq * seq, seq * seq));
         }
         var routing = trace.MoeLayers.Select(l => LayerRouting.FromTrace(trace, l, seq, batchIndex)).ToArray();
         var predictions = trace.Logits[batchIndex].argmax(-1).data<long>().ToArray();
@@ -76,7 +73,7 @@ public sealed record TraceSnapshot
 
     /// <summary>Serialises to JSON (2-D arrays as nested arrays; routing per block as <c>{Layer, Experts[token][k], Weights[token][k], Scores[token][E]}</c>).</summary>
     public string ToJson() => JsonSerializer.Serialize(new Dto(TokenIds, Tokens,
-        Attention.Select(l => l.Select(ToJagged).ToArray()).ToArray(), Routing.Select(RoutingDto.From).ToArray(), Predictions, RoutedExperts));
+        Attention.Select(l => l.Select(m => m.ToRows()).ToArray()).ToArray(), Routing.Select(RoutingDto.From).ToArray(), Predictions, RoutedExperts));
 
     /// <summary>Reads what <see cref="ToJson"/> wrote.</summary>
     public static TraceSnapshot FromJson(string json)
@@ -85,7 +82,7 @@ public sealed record TraceSnapshot
         return new TraceSnapshot
         {
             TokenIds = d.TokenIds, Tokens = d.Tokens, Routing = d.Routing.Select(r => r.ToLayerRouting()).ToArray(), Predictions = d.Predictions, RoutedExperts = d.RoutedExperts,
-            Attention = d.Attention.Select(l => l.Select(FromJagged).ToArray()).ToArray(),
+            Attention = d.Attention.Select(l => l.Select(AttentionMatrix.FromRows).ToArray()).ToArray(),
         };
     }
 
@@ -103,16 +100,5 @@ public sealed record TraceSnapshot
                 throw new ArgumentException($"trace snapshot JSON: routing of block {Layer} has {Experts.Length} expert rows, {Weights.Length} weight rows and {Scores?.Length} score rows; they must match");
             return new LayerRouting(Layer, Experts.Select((e, t) => new RoutingDecision(e, Weights[t], Scores?[t])).ToArray());
         }
-    }
-
-    private static float[][] ToJagged(float[,] m) =>
-        Enumerable.Range(0, m.GetLength(0)).Select(i => Enumerable.Range(0, m.GetLength(1)).Select(j => m[i, j]).ToArray()).ToArray();
-
-    private static float[,] FromJagged(float[][] rows)
-    {
-        var m = new float[rows.Length, rows.Length == 0 ? 0 : rows[0].Length];
-        for (int i = 0; i < rows.Length; i++)
-            for (int j = 0; j < rows[i].Length; j++) m[i, j] = rows[i][j];
-        return m;
     }
 }

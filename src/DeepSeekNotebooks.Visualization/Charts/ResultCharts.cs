@@ -51,12 +51,8 @@ public static class ResultCharts
     /// </summary>
     public static DashboardData Dashboard(string title, TraceSnapshot s, RolloutResult? rollout = null, IEnumerable<AttributionResult>? attributions = null)
     {
-        float[][]? roll = rollout is null ? null
-            : Enumerable.Range(0, rollout.SequenceLength).Select(rollout.Row).ToArray();
-        var attention = s.Attention.Select(layer => layer.Select(head =>
-            Enumerable.Range(0, head.GetLength(0)).Select(q => Enumerable.Range(0, head.GetLength(1)).Select(k => head[q, k]).ToArray()).ToArray()).ToArray()).ToArray();
         var scores = attributions?.ToDictionary(a => a.Method.Name(), a => a.TokenSums.Select(v => (double)v).ToArray());
-        return new DashboardData(title, s.Tokens, attention, roll, scores, s.Routing, s.RoutedExperts);
+        return new DashboardData(title, s.Tokens, s.Attention, rollout?.Matrix, scores, s.Routing, s.RoutedExperts);
     }
 
     private static string TargetText(AttributionResult r) =>
