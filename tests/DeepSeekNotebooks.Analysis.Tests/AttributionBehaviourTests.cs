@@ -138,6 +138,7 @@ public class AttributionBehaviourTests : IClassFixture<GoldenFixture>
         Assert.Equal(r.Warnings, back.Warnings);
         Assert.Equal(AttributionMethod.IntegratedGradients, back.Method);
         Assert.Contains("\"Method\": \"integrated_gradients\"", r.ToJson(indented: true));
+        Assert.Contains("\"Kind\": \"Logit\"", r.ToJson(indented: true));
         var path = Path.Combine(Path.GetTempPath(), $"ig-{Guid.NewGuid():N}.safetensors");
         try
         {
@@ -151,6 +152,7 @@ public class AttributionBehaviourTests : IClassFixture<GoldenFixture>
             Assert.Equal(SafetensorsDType.I64, f.GetTensor("target").DType);
             Assert.Equal((float)r.ConvergenceDelta!.Value, f.ReadAsFloat32("delta")[0]);
             Assert.Equal("integrated_gradients", f.Metadata["method"]);
+            Assert.Equal("Logit", f.Metadata["target_kind"]);
         }
         finally { File.Delete(path); }
     }
@@ -223,5 +225,6 @@ public class AttributorTests : IClassFixture<GoldenFixture>
         var old = AttributionResult.FromJson(
             """{"Method":"occlusion","TokenIds":[1],"Target":{"Position":0,"TokenId":1,"Kind":"Logit","Name":"logit"},"Shape":[1,1],"Attributions":[0.5],"TokenSums":[0.5],"TokenNorms":[0.5]}""");
         Assert.Equal(AttributionMethod.Occlusion, old.Method);
+        Assert.Equal(TargetKind.Logit, old.Target.Kind);   // the target kind is typed too; saved by its name
     }
 }

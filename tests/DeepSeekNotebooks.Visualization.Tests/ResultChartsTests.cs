@@ -75,4 +75,18 @@ public class ResultChartsTests(GoldenModelFixture golden) : IClassFixture<Golden
         Assert.Contains("Plotly.newPlot", html);
         ChartAssert.NoRawHostile(html);
     }
+
+    [Fact]
+    public void Formatters_TitleRolloutAndFlowByTheirProducer()
+    {
+        // A notebook cell ending in a rollout result renders through the formatter; it used to say "Attention attention_rollout".
+        Interactive.DeepSeekNotebooksFormatters.Register();
+        using var ids = golden.IdTensor();
+        var rollout = AttentionRollout.Compute(golden.Checkpoint.Model, ids).ToDisplayString("text/html");
+        var flow = AttentionFlow.Compute(golden.Checkpoint.Model, ids).ToDisplayString("text/html");
+        Assert.Contains("Attention rollout", rollout);
+        Assert.Contains("Attention flow", flow);
+        Assert.DoesNotContain("attention_rollout", rollout);
+        Assert.DoesNotContain("attention_flow", flow);
+    }
 }

@@ -71,7 +71,7 @@ public sealed record AttributionResult
         long seq = Shape[0], dim = Shape[1];
         var w = new SafetensorsWriter()
             .SetMetadata("method", Method.Name())
-            .SetMetadata("target_kind", Target.Kind)
+            .SetMetadata("target_kind", Target.Kind.ToString())
             .AddFloat32("attributions", new[] { 1, seq, dim }, Attributions)
             .AddFloat32("token_sums", new[] { 1, seq }, TokenSums)
             .AddFloat32("token_norms", new[] { 1, seq }, TokenNorms)
