@@ -112,4 +112,19 @@ public class StatisticsTests
         var e = Assert.Throws<ArgumentException>(() => Correlation.Spearman(new double[] { 1, 2 }, new double[] { 1, 2, 3 }));
         Assert.Contains("the first has 2 values, the second 3", e.Message);
     }
+
+    [Fact]
+    public void RobustZ_HandValues_AndNoSpread()
+    {
+        // median 2, |deviations| (1, 0, 1, 8, 0) → MAD 1: z = 0.6745·(x − 2)
+        Assert.Equal(new[] { -0.6745, 0, 0.6745, 5.396, 0 }, Robust.ModifiedZ(new[] { 1.0, 2, 3, 10, 2 }).Select(z => Math.Round(z, 4)));
+        Assert.Equal(2.5, Robust.Median(new[] { 4.0, 1, 2, 3 }));
+        Assert.True(double.IsNaN(Robust.Median(new[] { double.NaN })));
+        // MAD 0 (three equal values): the scale is the mean absolute deviation × 1.2533 = (0 + 0 + 0 + 4)/4 · 1.2533
+        Assert.Equal(4 / 1.2533, Robust.ModifiedZ(new[] { 1.0, 1, 1, 5 })[3], 9);
+        Assert.Equal(new[] { 0.0, 0, 0 }, Robust.ModifiedZ(new[] { 7.0, 7, 7 }));   // no spread: no outliers
+        var z = Robust.ModifiedZ(new[] { 1.0, double.NaN, 3 });
+        Assert.True(double.IsNaN(z[1]));
+        Assert.Equal(-0.6745, z[0], 12);
+    }
 }
