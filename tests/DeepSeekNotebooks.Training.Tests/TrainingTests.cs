@@ -15,7 +15,7 @@ public class LoadBalancingTests
     public LoadBalancingTests() => TorchRuntime.EnsureLoaded();
 
     [Fact]
-    public void Bundled_training_json_maxvio_is_the_analysis_MaxVio_of_its_own_load()
+    public void Bundled_training_json_MaxVio_and_NMI_agree_with_the_analysis_statistics()
     {
         // training.json was written by the trainer; the notebooks recompute balance with Analysis.Statistics. Both are the
         // one Balance.MaxVio now; the file's numbers must agree with it (and with the formula by hand for one layer).
@@ -30,7 +30,41 @@ public class LoadBalancingTests
             double byHand = (load.Max() - load.Average()) / load.Average();
             Assert.Equal(byHand, layer["maxvio"]!.GetValue<double>(), 12);
             Assert.Equal(Balance.MaxVio(load), layer["maxvio"]!.GetValue<double>(), 12);
+
+            // NMI: the file keeps each domain's expert fractions (rounded to 1e-4) and the per-expert load, not the counts.
+            // Recover each domain's selection total R_d by least squares (load_e = Σ_d R_d·f[d,e]), rebuild the counts and
+            // recompute with the one NMI: it must match the trainer's number to the rounding of the fractions.
+            var fractions = layer["domain_expert_fraction"]!.AsObject().Select(kv => kv.Value!.AsArray().Select(x => x!.GetValue<double>()).ToArray()).ToArray();
+            int domains = fractions.Length, experts = load.Length;
+            var normal = new double[domains, domains + 1];
+            for (int i = 0; i < domains; i++)
+            {
+                for (int j = 0; j < domains; j++) normal[i, j] = Enumerable.Range(0, experts).Sum(e => fractions[i][e] * fractions[j][e]);
+                normal[i, domains] = Enumerable.Range(0, experts).Sum(e => fractions[i][e] * load[e]);
+            }
+            var totals = SolveInPlace(normal, domains);
+            var counts = new long[domains, experts];
+            for (int d = 0; d < domains; d++)
+                for (int e = 0; e < experts; e++) counts[d, e] = (long)Math.Round(totals[d] * fractions[d][e]);
+            Assert.Equal(layer["nmi_domain_expert"]!.GetValue<double>(), Information.NormalisedMutualInformation(counts), 2e-4);
         }
+    }
+
+    /// <summary>Gauss–Jordan with partial pivoting on an n × (n+1) augmented matrix; returns the solution.</summary>
+    private static double[] SolveInPlace(double[,] m, int n)
+    {
+        for (int c = 0; c < n; c++)
+        {
+            int p = Enumerable.Range(c, n - c).MaxBy(r => Math.Abs(m[r, c]));
+            for (int j = 0; j <= n; j++) (m[c, j], m[p, j]) = (m[p, j], m[c, j]);
+            for (int r = 0; r < n; r++)
+            {
+                if (r == c) continue;
+                double f = m[r, c] / m[c, c];
+                for (int j = 0; j <= n; j++) m[r, j] -= f * m[c, j];
+            }
+        }
+        return Enumerable.Range(0, n).Select(i => m[i, n] / m[i, i]).ToArray();
     }
 
     [Fact]
