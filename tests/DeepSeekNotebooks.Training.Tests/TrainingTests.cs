@@ -50,6 +50,42 @@ public class LoadBalancingTests
         }
     }
 
+    [Fact]
+    public void Telemetry_writes_MaxVio_as_missing_when_undefined_not_as_perfect_balance()
+    {
+        // Before issue 11 the trainer's own MaxVio returned 0 ("perfectly balanced") for a layer with no recorded or zero load.
+        var config = DeepSeekConfig.TinyFullFeatured with { NumHiddenLayers = 4 };   // MoE blocks 1, 2, 3
+        var moe = Enumerable.Range(0, config.NumHiddenLayers).Where(config.IsMoeLayer).ToArray();
+        Assert.Equal(3, moe.Length);
+        var dir = Directory.CreateTempSubdirectory("telemetry-maxvio").FullName;
+        try
+        {
+            using (var w = new TelemetryWriter(dir, config, Array.Empty<string>(), tensorBoard: false))
+                w.Write(new StepRecord
+                {
+                    Stage = "pretrain", GroupGradNorms = new Dictionary<string, double>(),
+                    ExpertLoad = new Dictionary<int, double[]>
+                    {
+                        [moe[0]] = Enumerable.Range(0, config.NRoutedExperts).Select(e => e == 0 ? 3.0 : 1.0).ToArray(),
+                        [moe[1]] = new double[config.NRoutedExperts],
+                    },
+                    SelectionBias = new Dictionary<int, float[]>(),
+                });
+            var lines = File.ReadAllLines(Path.Combine(dir, "steps.csv"));
+            var header = lines[0].Split(',');
+            var row = lines[1].Split(',');
+            string Cell(string column) => row[Array.IndexOf(header, column)];
+            double mean = (3.0 + config.NRoutedExperts - 1) / config.NRoutedExperts;
+            Assert.Equal((3 - mean) / mean, double.Parse(Cell($"maxvio_L{moe[0]}"), System.Globalization.CultureInfo.InvariantCulture), 5);
+            Assert.Equal("", Cell($"maxvio_L{moe[1]}"));                 // all-zero load: undefined
+            var json = JsonNode.Parse(File.ReadAllLines(Path.Combine(dir, "steps.jsonl"))[0])!;
+            Assert.Null(json["moe_layers"]![moe[1].ToString()]!["maxvio"]);
+            Assert.Null(json["moe_layers"]![moe[2].ToString()]!["maxvio"]);   // not recorded
+            Assert.Equal("", Cell($"maxvio_L{moe[2]}"));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
     /// <summary>Gauss–Jordan with partial pivoting on an n × (n+1) augmented matrix; returns the solution.</summary>
     private static double[] SolveInPlace(double[,] m, int n)
     {
