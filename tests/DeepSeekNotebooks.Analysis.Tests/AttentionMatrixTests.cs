@@ -54,4 +54,21 @@ public class AttentionMatrixTests
         Assert.Contains("[seq, seq], got [2, 3]",
             Assert.Throws<ArgumentException>(() => new RolloutResult(RolloutMethod.AttentionRollout, M, new Dictionary<string, string>())).Message);
     }
+
+    [Fact]
+    public void PreFusedRollout_TakesAttentionMatrices_AndEqualsTheHeadOverload()
+    {
+        // Two heads, two layers, 2 tokens (causal): mean fusion by hand, then the pre-fused overload must agree.
+        var layer = new float[,,] { { { 1, 0 }, { 0.2f, 0.8f } }, { { 1, 0 }, { 0.6f, 0.4f } } };
+        var fused = AttentionRollout.Fuse(layer, HeadFusion.Mean);
+        Assert.Equal(new[] { 0.4f, 0.6f }, fused.Row(1));
+        var byHeads = AttentionRollout.Compute(new[] { layer, layer });
+        var preFused = AttentionRollout.Compute(new[] { fused, fused });
+        Assert.Equal(byHeads.Matrix.ToRowMajor(), preFused.Matrix.ToRowMajor());
+        Assert.Equal("pre-fused", preFused.Parameters["head_fusion"]);
+        // A' = 0.5·A + 0.5·I → row 1 = (0.2, 0.8); two layers: row 1 = 0.2·(1, 0) + 0.8·(0.2, 0.8) = (0.36, 0.64)
+        Assert.Equal(0.36f, preFused.Matrix[1, 0], 6);
+        Assert.Contains("layer 1 attention is [3, 3], expected [2, 2]",
+            Assert.Throws<ArgumentException>(() => AttentionRollout.Compute(new AttentionMatrix[] { fused, new float[3, 3] })).Message);
+    }
 }

@@ -132,7 +132,7 @@ public static class AttentionRollout
     /// Rollout of already head-fused per-layer matrices [q, k] (Abnar &amp; Zuidema 2020): A'_l = <see cref="Augment"/>(A_l),
     /// rollout = A'_end ··· A'_start.
     /// </summary>
-    public static RolloutResult Compute(float[][,] fusedAttentions, double discardRatio = 0, int startLayer = 0, int? endLayer = null) =>
+    public static RolloutResult Compute(IReadOnlyList<AttentionMatrix> fusedAttentions, double discardRatio = 0, int startLayer = 0, int? endLayer = null) =>
         Compute(fusedAttentions, discardRatio, startLayer, endLayer, null);
 
     /// <summary>Rollout of sequence <paramref name="batchIndex"/> of a trace that recorded attention patterns (Abnar &amp; Zuidema 2020).</summary>
@@ -161,12 +161,12 @@ public static class AttentionRollout
     /// diagonal is never discarded; ⌊ratio · #candidates⌋ of the smallest candidates (ties by index) are set to 0.
     /// </summary>
     /// <exception cref="ArgumentException">Non-square matrix or discard ratio outside [0, 1).</exception>
-    public static double[,] Augment(float[,] fused, double discardRatio = 0)
+    public static double[,] Augment(AttentionMatrix fused, double discardRatio = 0)
     {
         ArgumentNullException.ThrowIfNull(fused);
         CheckRatio(discardRatio);
-        int n = fused.GetLength(0);
-        if (fused.GetLength(1) != n) throw new ArgumentException($"attention must be square [q, k], got [{n}, {fused.GetLength(1)}]", nameof(fused));
+        int n = fused.Queries;
+        if (fused.Keys != n) throw new ArgumentException($"attention must be square [q, k], got [{n}, {fused.Keys}]", nameof(fused));
         var a = new double[n, n];
         for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) a[i, j] = fused[i, j];
         if (discardRatio > 0)
@@ -188,7 +188,7 @@ public static class AttentionRollout
     }
 
     /// <summary>Fuses heads [heads, q, k] → [q, k] by mean, max or min.</summary>
-    public static float[,] Fuse(float[,,] attention, HeadFusion headFusion)
+    public static AttentionMatrix Fuse(float[,,] attention, HeadFusion headFusion)
     {
         ArgumentNullException.ThrowIfNull(attention);
         int h = attention.GetLength(0), q = attention.GetLength(1), k = attention.GetLength(2);
@@ -205,10 +205,10 @@ public static class AttentionRollout
                 }
                 r[i, j] = (float)(headFusion == HeadFusion.Mean ? acc / h : acc);
             }
-        return r;
+        return new AttentionMatrix(r);
     }
 
-    private static RolloutResult Compute(float[][,] fused, double discardRatio, int startLayer, int? endLayer, HeadFusion? fusion)
+    private static RolloutResult Compute(IReadOnlyList<AttentionMatrix> fused, double discardRatio, int startLayer, int? endLayer, HeadFusion? fusion)
     {
         var (s, e, n) = CheckLayers(fused, startLayer, endLayer);
         CheckRatio(discardRatio);
@@ -246,18 +246,19 @@ public static class AttentionRollout
             throw new ArgumentException($"discardRatio must be in [0, 1), got {discardRatio}", nameof(discardRatio));
     }
 
-    internal static (int Start, int End, int N) CheckLayers(float[][,] fused, int startLayer, int? endLayer)
+    internal static (int Start, int End, int N) CheckLayers(IReadOnlyList<AttentionMatrix> fused, int startLayer, int? endLayer)
     {
         ArgumentNullException.ThrowIfNull(fused);
-        if (fused.Length == 0) throw new ArgumentException("no attention layers were given", nameof(fused));
-        int n = fused[0].GetLength(0);
+        if (fused.Count == 0) throw new ArgumentException("no attention layers were given", nameof(fused));
+        if (fused.Any(m => m is null)) throw new ArgumentException("an attention layer is null", nameof(fused));
+        int n = fused[0].Queries;
         if (n == 0) throw new ArgumentException("the attention matrices are empty (no tokens)", nameof(fused));
-        for (int l = 0; l < fused.Length; l++)
-            if (fused[l].GetLength(0) != n || fused[l].GetLength(1) != n)
-                throw new ArgumentException($"layer {l} attention is [{fused[l].GetLength(0)}, {fused[l].GetLength(1)}], expected [{n}, {n}]", nameof(fused));
-        int e = endLayer ?? fused.Length - 1;
-        if (startLayer < 0 || startLayer >= fused.Length) throw new ArgumentException($"startLayer {startLayer} is out of range for {fused.Length} layers", nameof(startLayer));
-        if (e < startLayer || e >= fused.Length) throw new ArgumentException($"endLayer {e} is out of range: need {startLayer} ≤ endLayer < {fused.Length}", nameof(endLayer));
+        for (int l = 0; l < fused.Count; l++)
+            if (fused[l].Queries != n || fused[l].Keys != n)
+                throw new ArgumentException($"layer {l} attention is [{fused[l].Queries}, {fused[l].Keys}], expected [{n}, {n}]", nameof(fused));
+        int e = endLayer ?? fused.Count - 1;
+        if (startLayer < 0 || startLayer >= fused.Count) throw new ArgumentException($"startLayer {startLayer} is out of range for {fused.Count} layers", nameof(startLayer));
+        if (e < startLayer || e >= fused.Count) throw new ArgumentException($"endLayer {e} is out of range: need {startLayer} ≤ endLayer < {fused.Count}", nameof(endLayer));
         return (startLayer, e, n);
     }
 
