@@ -18,12 +18,12 @@ var ids = tok.Encode(text);
 var tokens = tok.TokenStrings(ids);
 using var input = tensor(ids).unsqueeze(0);
 var page = new HtmlReport($"Attribution of the next token after \"{text}\"");
-foreach (var method in new[] { "ig", "saliency", "inputxgrad", "smoothgrad", "occlusion" })
+foreach (var method in new[] { AttributionMethod.IntegratedGradients, AttributionMethod.Saliency, AttributionMethod.InputXGradient, AttributionMethod.SmoothGrad, AttributionMethod.Occlusion })
 {
     var result = Attributor.Run(method, ckpt.Model, input) with { TokenStrings = tokens };
     page.AddView(ResultCharts.TokenView(result));
     page.AddChart(ResultCharts.TokenScores(result));
-    Console.WriteLine($"{method,-11} top token: {tokens[Array.IndexOf(result.TokenSums, result.TokenSums.MaxBy(Math.Abs))]}" +
+    Console.WriteLine($"{method.Name(),-20} top token: {tokens[Array.IndexOf(result.TokenSums, result.TokenSums.MaxBy(Math.Abs))]}" +
                       (result.ConvergenceDelta is { } d ? $"  (IG delta {d:E2})" : ""));
 }
 Console.WriteLine($"wrote {page.Save(output)}");

@@ -1,3 +1,4 @@
+using DeepSeekNotebooks.Analysis.Experts;
 namespace DeepSeekNotebooks.Visualization;
 
 /// <summary>Kind of a transformer block's feed-forward part.</summary>
@@ -71,40 +72,23 @@ public sealed record ModelArchitecture(
     }
 }
 
-/// <summary>One token's routing in one MoE layer: the selected routed experts and their gate weights (same length).</summary>
-/// <param name="Experts">Routed expert ids (top-k).</param>
-/// <param name="Weights">Gate weight of each selected expert.</param>
-public sealed record TokenRouting(int[] Experts, double[] Weights);
-
-/// <summary>The routing of every token of an input in one MoE layer.</summary>
-/// <param name="Layer">The block index (0-based, as in <see cref="ModelArchitecture.Layers"/>).</param>
-/// <param name="Tokens">One entry per token, in input order.</param>
-public sealed record RoutingLayer(int Layer, TokenRouting[] Tokens)
+/// <summary>Shape checks of <see cref="LayerRouting"/> inputs to the views, with messages naming the block and token.</summary>
+internal static class RoutingChecks
 {
-    /// <summary>
-    /// From the traced forward's per-layer arrays: <paramref name="experts"/>[token][k] and
-    /// <paramref name="weights"/>[token][k] (e.g. <c>ModelTrace.ExpertIndices/ExpertWeights(layer)</c> for batch 0).
-    /// </summary>
-    public static RoutingLayer From(int layer, int[][] experts, float[][] weights)
+    internal static void Validate(this LayerRouting routing, int tokenCount, int routedExperts = int.MaxValue)
     {
-        if (experts.Length != weights.Length)
-            throw new ArgumentException($"experts ({experts.Length}) and weights ({weights.Length}) differ in token count.");
-        return new RoutingLayer(layer, experts.Select((e, t) => new TokenRouting(e, weights[t].Select(w => (double)w).ToArray())).ToArray());
-    }
-
-    internal void Validate(int tokenCount, int routedExperts = int.MaxValue)
-    {
-        if (Tokens is null) throw new ArgumentException($"Routing of layer {Layer}: Tokens is null.");
-        if (Tokens.Length != tokenCount)
-            throw new ArgumentException($"Routing of layer {Layer}: {Tokens.Length} tokens, expected {tokenCount}.");
-        for (int t = 0; t < Tokens.Length; t++)
+        ArgumentNullException.ThrowIfNull(routing);
+        if (routing.Tokens is null) throw new ArgumentException($"Routing of layer {routing.Layer}: Tokens is null.");
+        if (routing.Tokens.Length != tokenCount)
+            throw new ArgumentException($"Routing of layer {routing.Layer}: {routing.Tokens.Length} tokens, expected {tokenCount}.");
+        for (int t = 0; t < routing.Tokens.Length; t++)
         {
-            var r = Tokens[t] ?? throw new ArgumentException($"Routing of layer {Layer}, token {t} is null.");
+            var r = routing.Tokens[t] ?? throw new ArgumentException($"Routing of layer {routing.Layer}, token {t} is null.");
             if (r.Experts is null || r.Weights is null || r.Experts.Length != r.Weights.Length)
-                throw new ArgumentException($"Routing of layer {Layer}, token {t}: experts and weights differ in length.");
+                throw new ArgumentException($"Routing of layer {routing.Layer}, token {t}: experts and weights differ in length.");
             foreach (int e in r.Experts)
                 if (e < 0 || e >= routedExperts)
-                    throw new ArgumentException($"Routing of layer {Layer}, token {t}: expert id {e} out of range [0, {routedExperts}).");
+                    throw new ArgumentException($"Routing of layer {routing.Layer}, token {t}: expert id {e} out of range [0, {routedExperts}).");
         }
     }
 }

@@ -77,7 +77,7 @@ public sealed class AttentionDiagnosticsTests(GoldenModel golden) : IClassFixtur
         Assert.Equal((1, 0), (ranked[0].Layer, ranked[0].Head));
         Assert.Contains("over-active sink", ranked[0].Reasons);
         Assert.All(ranked.Skip(1), a => Assert.Empty(a.Reasons));
-        Assert.Equal(new[] { -1.0, 0.0, 1.0 }.Select(v => v * 0.6745), HeadAnomalies.RobustZ(new[] { 1.0, 2.0, 3.0 }));
+        Assert.Equal(new[] { -1.0, 0.0, 1.0 }.Select(v => v * 0.6745), DeepSeekNotebooks.Analysis.Statistics.Robust.ModifiedZ(new[] { 1.0, 2.0, 3.0 }));
         Assert.Throws<ArgumentException>(() => HeadAnomalies.Rank(heads.Take(2).ToList()));
     }
 

@@ -22,6 +22,7 @@ public class AttentionTests : IClassFixture<GoldenFixture>
 
     private static float[] Flat(float[,] m) { var f = new float[m.Length]; Buffer.BlockCopy(m, 0, f, 0, f.Length * sizeof(float)); return f; }
     private static float[] Flat(double[,] m) => m.Cast<double>().Select(v => (float)v).ToArray();
+    private static float[] Flat(DeepSeekNotebooks.Analysis.Attention.AttentionMatrix m) => m.ToRowMajor();
 
     [Fact]
     public void Rollout_OfReferenceAttention_MatchesGolden()
@@ -56,6 +57,7 @@ public class AttentionTests : IClassFixture<GoldenFixture>
             using var f = DeepSeekNotebooks.Model.Checkpoints.SafetensorsFile.Open(path);
             Assert.Equal(new long[] { 12, 12 }, f.GetTensor("rollout").ToShapeArray());
             Assert.Equal(Flat(r.Matrix), f.ReadAsFloat32("rollout"));
+            Assert.Equal("attention_rollout", f.Metadata["method"]);
         }
         finally { File.Delete(path); }
     }
@@ -91,6 +93,8 @@ public class AttentionTests : IClassFixture<GoldenFixture>
     {
         var layers = Enumerable.Range(0, 3).Select(GoldenAttention).ToArray();
         var flow = AttentionFlow.Compute(layers);
+        Assert.Equal(RolloutMethod.AttentionFlow, flow.Method);
+        Assert.Equal("attention_flow", flow.Method.Name());
         for (int q = 0; q < 12; q++)
         {
             var row = flow.Row(q);

@@ -33,8 +33,6 @@ public class AttributionBehaviourTests : IClassFixture<GoldenFixture>
         Assert.True(a.Zip(a.Skip(1)).All(p => p.First < p.Second) && a[0] > 0 && a[^1] < 1);
         var (ta, tw) = ApproximationMethods.Get(IntegrationMethod.RiemannTrapezoid, 50);
         Assert.Equal(0.0, ta[0]); Assert.Equal(1.0, ta[^1]); Assert.Equal(0.01, tw[0], 15); Assert.Equal(0.02, tw[1], 15);
-        Assert.Equal(IntegrationMethod.RiemannTrapezoid, ApproximationMethods.Parse("riemann_trapezoid"));
-        foreach (var m in Enum.GetValues<IntegrationMethod>()) Assert.Equal(m, ApproximationMethods.Parse(ApproximationMethods.CaptumName(m)));
     }
 
     [Fact]
@@ -75,7 +73,7 @@ public class AttributionBehaviourTests : IClassFixture<GoldenFixture>
         var c = NoiseTunnel.SmoothGrad(_g.Model, _g.Ids(), target, nSamples: 4, seed: 8);
         Assert.Equal(a.Attributions, b.Attributions);
         Assert.NotEqual(a.Attributions, c.Attributions);
-        Assert.Equal("smoothgrad", a.Method);
+        Assert.Equal(AttributionMethod.SmoothGrad, a.Method);
         var ixg = NoiseTunnel.Attribute(_g.Model, _g.Ids(), target, InputXGradient.AsMethod(), "input_x_gradient", NoiseTunnelType.VarGrad, 3, 0.01, 1);
         Assert.All(ixg.Attributions, v => Assert.True(v >= -1e-12));
     }
@@ -138,6 +136,9 @@ public class AttributionBehaviourTests : IClassFixture<GoldenFixture>
         Assert.Equal(r.FBaseline, back.FBaseline);
         Assert.Equal(r.Parameters, back.Parameters);
         Assert.Equal(r.Warnings, back.Warnings);
+        Assert.Equal(AttributionMethod.IntegratedGradients, back.Method);
+        Assert.Contains("\"Method\": \"integrated_gradients\"", r.ToJson(indented: true));
+        Assert.Contains("\"Kind\": \"Logit\"", r.ToJson(indented: true));
         var path = Path.Combine(Path.GetTempPath(), $"ig-{Guid.NewGuid():N}.safetensors");
         try
         {
@@ -151,6 +152,7 @@ public class AttributionBehaviourTests : IClassFixture<GoldenFixture>
             Assert.Equal(SafetensorsDType.I64, f.GetTensor("target").DType);
             Assert.Equal((float)r.ConvergenceDelta!.Value, f.ReadAsFloat32("delta")[0]);
             Assert.Equal("integrated_gradients", f.Metadata["method"]);
+            Assert.Equal("Logit", f.Metadata["target_kind"]);
         }
         finally { File.Delete(path); }
     }
@@ -175,7 +177,6 @@ public class AttributionBehaviourTests : IClassFixture<GoldenFixture>
         Bad(() => Occlusion.Attribute(m, ids, slidingWindow: 13), "larger than the input");
         Bad(() => Occlusion.Attribute(m, ids, slidingWindow: 2, stride: 3), "stride");
         Bad(() => NoiseTunnel.SmoothGrad(m, ids, nSamples: 0), "nSamples");
-        Bad(() => ApproximationMethods.Parse("simpson"), "unknown integration method");
     }
 }
 
@@ -185,17 +186,45 @@ public class AttributorTests : IClassFixture<GoldenFixture>
     public AttributorTests(GoldenFixture g) => _g = g;
 
     [Fact]
-    public void Run_DispatchesByName()
+    public void Run_DispatchesByMethod_ToTheMethodsOwnProducer()
     {
         var target = AttributionTarget.Logit(-1, 468);
         var opts = new AttributionOptions { NSteps = 4, NSamples = 1, Baseline = Baseline.Token(3) };
-        foreach (var (name, method) in new[] { ("ig", "integrated_gradients"), ("saliency", "saliency"), ("inputxgrad", "input_x_gradient"),
-                     ("smoothgrad", "smoothgrad"), ("occlusion", "occlusion"), ("attnxgrad", "attention_x_gradient") })
+        var direct = new Dictionary<AttributionMethod, AttributionResult>
         {
-            var r = Attributor.Run(name, _g.Model, _g.InputIds, target, opts);
+            [AttributionMethod.IntegratedGradients] = IntegratedGradients.Attribute(_g.Model, _g.Ids(), target, Baseline.Token(3), nSteps: 4),
+            [AttributionMethod.Saliency] = Saliency.Attribute(_g.Model, _g.Ids(), target),
+            [AttributionMethod.InputXGradient] = InputXGradient.Attribute(_g.Model, _g.Ids(), target),
+            [AttributionMethod.SmoothGrad] = NoiseTunnel.SmoothGrad(_g.Model, _g.Ids(), target, nSamples: 1),
+            [AttributionMethod.Occlusion] = Occlusion.Attribute(_g.Model, _g.Ids(), target, baseline: Baseline.Token(3)),
+            [AttributionMethod.AttentionXGradient] = AttentionTimesGradient.Attribute(_g.Model, _g.Ids(), target),
+        };
+        Assert.Equal(Enum.GetValues<AttributionMethod>(), direct.Keys.Order());
+        foreach (var (method, expected) in direct)
+        {
+            var r = Attributor.Run(method, _g.Model, _g.InputIds, target, opts);
             Assert.Equal(method, r.Method);
-            Assert.Equal(12, r.TokenSums.Length);
+            Assert.Equal(method, expected.Method);
+            Assert.Equal(expected.Attributions, r.Attributions);
         }
-        Assert.Throws<ArgumentException>(() => Attributor.Run("lime", _g.Model, _g.InputIds));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Attributor.Run((AttributionMethod)42, _g.Model, _g.InputIds));
+    }
+
+    [Fact]
+    public void MethodNames_AreTheSavedForms_AndReadBack()
+    {
+        // The names files written before the enum hold (safetensors "method" metadata, JSON "Method").
+        var saved = new[] { "integrated_gradients", "saliency", "input_x_gradient", "smoothgrad", "occlusion", "attention_x_gradient" };
+        Assert.Equal(saved, AttributionMethods.All.Select(m => m.Name()));
+        foreach (var name in saved) Assert.Equal(name, AttributionMethods.FromName(name).Name());
+        var e = Assert.Throws<ArgumentException>(() => AttributionMethods.FromName("ig"));
+        Assert.Contains("'ig'", e.Message);
+        Assert.Contains("integrated_gradients", e.Message);
+        Assert.Throws<System.Text.Json.JsonException>(() => AttributionResult.FromJson(
+            """{"Method":"lime","TokenIds":[1],"Target":{"Position":0,"TokenId":1,"Kind":"Logit","Name":"logit"},"Shape":[1,1],"Attributions":[0],"TokenSums":[0],"TokenNorms":[0]}"""));
+        var old = AttributionResult.FromJson(
+            """{"Method":"occlusion","TokenIds":[1],"Target":{"Position":0,"TokenId":1,"Kind":"Logit","Name":"logit"},"Shape":[1,1],"Attributions":[0.5],"TokenSums":[0.5],"TokenNorms":[0.5]}""");
+        Assert.Equal(AttributionMethod.Occlusion, old.Method);
+        Assert.Equal(TargetKind.Logit, old.Target.Kind);   // the target kind is typed too; saved by its name
     }
 }

@@ -53,7 +53,7 @@ public sealed class ExpertMetricsTests(GoldenModel golden) : IClassFixture<Golde
         Assert.Equal(24, rows.Count);
         Assert.Equal(GoldenModel.Seq1[3], rows[15].TokenId);
         Assert.Equal((1, 3), (rows[15].Batch, rows[15].Position));
-        Assert.Equal(trace.ExpertIndices(1)[15].data<long>().ToArray().Select(x => (int)x), rows[15].Experts);
+        Assert.Equal(trace.ExpertIndices(1)[15].data<long>().ToArray().Select(x => (int)x), rows[15].Routing.Experts);
         Assert.All(rows, r => { Assert.InRange(r.Entropy, 0, 1); Assert.True(r.Top1Margin >= 0); });
         Assert.Equal(24, TokenRouting.ToDataFrame(rows).Rows.Count);
         Assert.Equal(36, TokenRouting.CoActivationFrame(new long[8, 8]).Rows.Count);

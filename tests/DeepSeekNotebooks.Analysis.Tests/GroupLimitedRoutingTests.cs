@@ -18,7 +18,7 @@ public sealed class GroupLimitedRoutingTests
         var c = (DeepSeekConfig.TinyFullFeatured with
         {
             NGroup = groups, TopkGroup = topkGroup,
-            ScoringFunc = bias ? "sigmoid" : "softmax", TopkMethod = bias ? "noaux_tc" : "group_limited_greedy",
+            ScoringFunc = bias ? ScoringFunc.Sigmoid : ScoringFunc.Softmax, TopkMethod = bias ? TopkMethod.NoauxTc : TopkMethod.GroupLimitedGreedy,
         }).Validate();
         var model = DeepSeekModel.Create(c, seed: 7);
         if (bias)
@@ -93,7 +93,7 @@ public sealed class GroupLimitedRoutingTests
             var c = (DeepSeekConfig.TinyFullFeatured with
             {
                 NRoutedExperts = experts, NGroup = groups, TopkGroup = topkGroup, NumExpertsPerTok = k,
-                ScoringFunc = bias ? "sigmoid" : "softmax", TopkMethod = bias ? "noaux_tc" : "group_limited_greedy",
+                ScoringFunc = bias ? ScoringFunc.Sigmoid : ScoringFunc.Softmax, TopkMethod = bias ? TopkMethod.NoauxTc : TopkMethod.GroupLimitedGreedy,
             }).Validate();
             int size = experts / groups, finiteFrom = bias ? 2 : 1;
             for (int r = 0; r <= experts - k; r++)

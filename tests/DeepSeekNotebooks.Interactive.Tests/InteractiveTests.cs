@@ -95,10 +95,10 @@ public class InteractiveTests
 
     private static DeepSeekNotebooks.Analysis.Attribution.AttributionResult AttributionWithHostileToken() => new()
     {
-        Method = "ig",
+        Method = DeepSeekNotebooks.Analysis.Attribution.AttributionMethod.IntegratedGradients,
         TokenIds = new long[] { 5, 6, 7 },
         TokenStrings = new[] { "a", "<img src=x onerror=alert(1)>", "c" },
-        Target = new DeepSeekNotebooks.Analysis.Attribution.TargetInfo(2, 9, "logit", "logit"),
+        Target = new DeepSeekNotebooks.Analysis.Attribution.TargetInfo(2, 9, DeepSeekNotebooks.Analysis.Attribution.TargetKind.Logit, "logit"),
         Shape = new[] { 3, 2 },
         Attributions = new float[] { 0.1f, 0.2f, -0.5f, 0.1f, 0f, 0f },
         TokenSums = new[] { 0.3f, -0.4f, 0f },
@@ -112,6 +112,24 @@ public class InteractiveTests
         var html = AttributionWithHostileToken().ToDisplayString("text/html");
         Assert.Contains("Plotly.newPlot", html);
         NoRawHostile(html);
+    }
+
+    [Fact]
+    public void Formatters_TitleRolloutAndFlowByTheirProducer()
+    {
+        // A notebook cell ending in a rollout result renders through the formatter; it used to say "Attention attention_rollout".
+        DeepSeekNotebooksFormatters.Register();
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "DeepSeekNotebooks.sln"))) dir = dir.Parent;
+        Assert.NotNull(dir);
+        using var ckpt = DeepSeekNotebooks.Model.Checkpoints.Checkpoint.Load(Path.Combine(dir!.FullName, "data", "checkpoints", "golden-tiny-hf"));
+        using var ids = TorchSharp.torch.tensor(new long[] { 3, 17, 42, 5, 99 }, new long[] { 1, 5 });
+        var rollout = DeepSeekNotebooks.Analysis.Attention.AttentionRollout.Compute(ckpt.Model, ids).ToDisplayString("text/html");
+        var flow = DeepSeekNotebooks.Analysis.Attention.AttentionFlow.Compute(ckpt.Model, ids).ToDisplayString("text/html");
+        Assert.Contains("Attention rollout", rollout);
+        Assert.Contains("Attention flow", flow);
+        Assert.DoesNotContain("attention_rollout", rollout);
+        Assert.DoesNotContain("attention_flow", flow);
     }
 
     private static void NoRawHostile(string html)

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using DeepSeekNotebooks.Analysis.Statistics;
 using DeepSeekNotebooks.Model;
 using DeepSeekNotebooks.Model.Checkpoints;
 using DeepSeekNotebooks.Model.Native;
@@ -14,11 +15,92 @@ public class LoadBalancingTests
     public LoadBalancingTests() => TorchRuntime.EnsureLoaded();
 
     [Fact]
-    public void MaxVio_formula()
+    public void Bundled_training_json_MaxVio_and_NMI_agree_with_the_analysis_statistics()
     {
-        Assert.Equal(0, LoadBalancing.MaxViolation(new double[] { 5, 5, 5, 5 }));
-        // mean 4, max 10 → (10 − 4) / 4
-        Assert.Equal(1.5, LoadBalancing.MaxViolation(new double[] { 10, 2, 2, 2 }), 12);
+        // training.json was written by the trainer; the notebooks recompute balance with Analysis.Statistics. Both are the
+        // one Balance.MaxVio now; the file's numbers must agree with it (and with the formula by hand for one layer).
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "DeepSeekNotebooks.sln"))) dir = dir.Parent;
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(dir!.FullName, "data", "checkpoints", BundledModel.DefaultName, "training.json")))!;
+        var layers = json["metrics"]!["final"]!["moe_layers"]!.AsObject();
+        Assert.NotEmpty(layers);
+        foreach (var (l, layer) in layers)
+        {
+            var load = layer!["load"]!.AsArray().Select(x => x!.GetValue<double>()).ToArray();
+            double byHand = (load.Max() - load.Average()) / load.Average();
+            Assert.Equal(byHand, layer["maxvio"]!.GetValue<double>(), 12);
+            Assert.Equal(Balance.MaxVio(load), layer["maxvio"]!.GetValue<double>(), 12);
+
+            // NMI: the file keeps each domain's expert fractions (rounded to 1e-4) and the per-expert load, not the counts.
+            // Recover each domain's selection total R_d by least squares (load_e = Σ_d R_d·f[d,e]), rebuild the counts and
+            // recompute with the one NMI: it must match the trainer's number to the rounding of the fractions.
+            var fractions = layer["domain_expert_fraction"]!.AsObject().Select(kv => kv.Value!.AsArray().Select(x => x!.GetValue<double>()).ToArray()).ToArray();
+            int domains = fractions.Length, experts = load.Length;
+            var normal = new double[domains, domains + 1];
+            for (int i = 0; i < domains; i++)
+            {
+                for (int j = 0; j < domains; j++) normal[i, j] = Enumerable.Range(0, experts).Sum(e => fractions[i][e] * fractions[j][e]);
+                normal[i, domains] = Enumerable.Range(0, experts).Sum(e => fractions[i][e] * load[e]);
+            }
+            var totals = SolveInPlace(normal, domains);
+            var counts = new long[domains, experts];
+            for (int d = 0; d < domains; d++)
+                for (int e = 0; e < experts; e++) counts[d, e] = (long)Math.Round(totals[d] * fractions[d][e]);
+            Assert.Equal(layer["nmi_domain_expert"]!.GetValue<double>(), Information.NormalisedMutualInformation(counts), 2e-4);
+        }
+    }
+
+    [Fact]
+    public void Telemetry_writes_MaxVio_as_missing_when_undefined_not_as_perfect_balance()
+    {
+        // Before issue 11 the trainer's own MaxVio returned 0 ("perfectly balanced") for a layer with no recorded or zero load.
+        var config = DeepSeekConfig.TinyFullFeatured with { NumHiddenLayers = 4 };   // MoE blocks 1, 2, 3
+        var moe = Enumerable.Range(0, config.NumHiddenLayers).Where(config.IsMoeLayer).ToArray();
+        Assert.Equal(3, moe.Length);
+        var dir = Directory.CreateTempSubdirectory("telemetry-maxvio").FullName;
+        try
+        {
+            using (var w = new TelemetryWriter(dir, config, Array.Empty<string>(), tensorBoard: false))
+                w.Write(new StepRecord
+                {
+                    Stage = "pretrain", GroupGradNorms = new Dictionary<string, double>(),
+                    ExpertLoad = new Dictionary<int, double[]>
+                    {
+                        [moe[0]] = Enumerable.Range(0, config.NRoutedExperts).Select(e => e == 0 ? 3.0 : 1.0).ToArray(),
+                        [moe[1]] = new double[config.NRoutedExperts],
+                    },
+                    SelectionBias = new Dictionary<int, float[]>(),
+                });
+            var lines = File.ReadAllLines(Path.Combine(dir, "steps.csv"));
+            var header = lines[0].Split(',');
+            var row = lines[1].Split(',');
+            string Cell(string column) => row[Array.IndexOf(header, column)];
+            double mean = (3.0 + config.NRoutedExperts - 1) / config.NRoutedExperts;
+            Assert.Equal((3 - mean) / mean, double.Parse(Cell($"maxvio_L{moe[0]}"), System.Globalization.CultureInfo.InvariantCulture), 5);
+            Assert.Equal("", Cell($"maxvio_L{moe[1]}"));                 // all-zero load: undefined
+            var json = JsonNode.Parse(File.ReadAllLines(Path.Combine(dir, "steps.jsonl"))[0])!;
+            Assert.Null(json["moe_layers"]![moe[1].ToString()]!["maxvio"]);
+            Assert.Null(json["moe_layers"]![moe[2].ToString()]!["maxvio"]);   // not recorded
+            Assert.Equal("", Cell($"maxvio_L{moe[2]}"));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    /// <summary>Gauss–Jordan with partial pivoting on an n × (n+1) augmented matrix; returns the solution.</summary>
+    private static double[] SolveInPlace(double[,] m, int n)
+    {
+        for (int c = 0; c < n; c++)
+        {
+            int p = Enumerable.Range(c, n - c).MaxBy(r => Math.Abs(m[r, c]));
+            for (int j = 0; j <= n; j++) (m[c, j], m[p, j]) = (m[p, j], m[c, j]);
+            for (int r = 0; r < n; r++)
+            {
+                if (r == c) continue;
+                double f = m[r, c] / m[c, c];
+                for (int j = 0; j <= n; j++) m[r, j] -= f * m[c, j];
+            }
+        }
+        return Enumerable.Range(0, n).Select(i => m[i, n] / m[i, i]).ToArray();
     }
 
     [Fact]
@@ -63,7 +145,7 @@ public class LoadBalancingTests
         double Vio()
         {
             var idx = (scores + bias).argmax(1, keepdim: true);
-            return LoadBalancing.MaxViolation(LoadBalancing.ExpertLoad(idx, 4));
+            return Balance.MaxVio(LoadBalancing.ExpertLoad(idx, 4));
         }
         double before = Vio();
         for (int step = 0; step < 200; step++)
@@ -75,13 +157,6 @@ public class LoadBalancingTests
         Assert.True(before > 2, $"toy router starts imbalanced (MaxVio {before})");
         Assert.True(after < 0.3, $"MaxVio {before:F2} → {after:F2}");
         Assert.True(bias[0].item<float>() < bias[1].item<float>());
-    }
-
-    [Fact]
-    public void Normalized_mutual_information_edge_cases()
-    {
-        Assert.Equal(1, LoadBalancing.NormalizedMutualInformation(new double[,] { { 10, 0 }, { 0, 10 } }), 9);
-        Assert.Equal(0, LoadBalancing.NormalizedMutualInformation(new double[,] { { 5, 5 }, { 5, 5 } }), 9);
     }
 
     [Fact]

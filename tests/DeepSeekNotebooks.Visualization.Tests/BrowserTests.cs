@@ -1,3 +1,4 @@
+using DeepSeekNotebooks.Analysis.Attention;
 using System.Text.Json;
 using DeepSeekNotebooks.Visualization.Charts;
 using DeepSeekNotebooks.Visualization.Html;
@@ -88,7 +89,7 @@ public class BrowserTests : IClassFixture<ChromiumFixture>, IDisposable
         var att = SampleData.Attention();
         var report = new HtmlReport("Report " + HostileScript)
             .AddHeading(HostileImg)
-            .AddChart(AttentionCharts.Heatmap(toks, toks, att[1][0], causalMask: true))
+            .AddChart(AttentionCharts.Heatmap(toks, toks, AttentionMatrix.FromRows(att[1][0]), causalMask: true))
             .AddChart(AttributionCharts.TokenScores(toks, SampleData.Attributions()["Integrated gradients"]))
             .AddChart(ExpertCharts.UsageHeatmap(new double[,] { { 0.1, 0.5, 0.4 }, { 0.3, 0.3, 0.4 } }))
             .AddChart(TrainingCharts.LossCurves(new[] { 1, 2, 3 }, new[] { 3.0, 2.0, 1.5 }))

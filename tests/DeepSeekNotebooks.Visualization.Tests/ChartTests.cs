@@ -1,4 +1,6 @@
 using System.Text.Json;
+using DeepSeekNotebooks.Analysis.Attention;
+using DeepSeekNotebooks.Analysis.Experts;
 using DeepSeekNotebooks.Visualization.Charts;
 using DeepSeekNotebooks.Visualization.Html;
 using static DeepSeekNotebooks.Visualization.Tests.ChartAssert;
@@ -36,7 +38,7 @@ public class ChartTests
     [Fact]
     public void AttentionLayerHeadGrid()
     {
-        var w = new[] { new[] { Causal(5), Causal(5) }, new[] { Causal(5), Causal(5) } };
+        var w = new[] { new AttentionMatrix[] { Causal(5), Causal(5) }, new AttentionMatrix[] { Causal(5), Causal(5) } };
         var c = AttentionCharts.LayerHeadGrid(Toks, w, "Grid");
         var fig = Figure(c);
         Assert.Equal(4, fig.GetProperty("data").GetArrayLength());
@@ -89,7 +91,7 @@ public class ChartTests
     public void MethodComparisonUsesSpearman()
     {
         var scores = new IReadOnlyList<double>[] { new[] { 1.0, 2, 3, 4 }, new[] { 10.0, 20, 30, 40 }, new[] { 4.0, 3, 2, 1 } };
-        var r = AttributionCharts.SpearmanMatrix(scores);
+        var r = DeepSeekNotebooks.Analysis.Statistics.Correlation.SpearmanMatrix(scores);
         Assert.Equal(1.0, r[0, 1], 12);
         Assert.Equal(-1.0, r[0, 2], 12);
         var c = AttributionCharts.MethodComparison(new[] { "IG", "grad×input", HostileImg }, scores);
@@ -123,9 +125,12 @@ public class ChartTests
     public void RoutingSankeyConservesFlow()
     {
         string[] toks = { "a", HostileImg };
-        int[][][] experts = { new[] { new[] { 0, 1 }, new[] { 1, 2 } }, new[] { new[] { 3, 0 }, new[] { 3, 1 } } };
-        float[][][] weights = { new[] { new[] { 0.6f, 0.2f }, new[] { 1f, 1f } }, new[] { new[] { 0.5f, 0.5f }, new[] { 0.9f, 0.1f } } };
-        var c = ExpertCharts.RoutingSankey(toks, experts, weights);
+        var routing = new[]
+        {
+            new LayerRouting(1, new[] { new RoutingDecision(new[] { 0, 1 }, new[] { 0.6f, 0.2f }), new RoutingDecision(new[] { 1, 2 }, new[] { 1f, 1f }) }),
+            new LayerRouting(2, new[] { new RoutingDecision(new[] { 3, 0 }, new[] { 0.5f, 0.5f }), new RoutingDecision(new[] { 3, 1 }, new[] { 0.9f, 0.1f }) }),
+        };
+        var c = ExpertCharts.RoutingSankey(toks, routing);
         var fig = Figure(c);
         var t = Trace(fig);
         Assert.Equal("sankey", Str(t, "type"));

@@ -1,3 +1,5 @@
+using DeepSeekNotebooks.Analysis.Attention;
+using DeepSeekNotebooks.Analysis.Experts;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using DeepSeekNotebooks.Visualization.Charts;
@@ -16,9 +18,6 @@ public class ModelViewAndDashboardTests
         Assert.Equal(new[] { 1, 2, 3 }, a.MoeLayers);
         Assert.Throws<ArgumentException>(() => ModelArchitecture.Create(2, _ => true, 4, 2, 1, expertsPerToken: 3));
         Assert.Throws<ArgumentException>(() => ModelArchitecture.Create(2, _ => true, 0, 2, 1, 1));
-        var rl = RoutingLayer.From(1, new[] { new[] { 3, 1 } }, new[] { new[] { 0.75f, 0.25f } });
-        Assert.Equal(new[] { 3, 1 }, rl.Tokens[0].Experts);
-        Assert.Equal(0.75, rl.Tokens[0].Weights[0]);
     }
 
     [Fact]
@@ -120,17 +119,17 @@ public class ModelViewAndDashboardTests
         var data = SampleData.Dashboard();
         var back = JsonSerializer.Deserialize<DashboardData>(JsonSerializer.Serialize(data))!;
         Assert.Equal(data.Tokens, back.Tokens);
-        Assert.Equal(data.Attention![2][3][7], back.Attention![2][3][7]);
+        Assert.Equal(data.Attention![2][3].Row(7), back.Attention![2][3].Row(7));
         Assert.Equal(data.Routing![1].Tokens[4].Experts, back.Routing![1].Tokens[4].Experts);
         Assert.Equal(Dashboard.ToJson(data), Dashboard.ToJson(back));
 
         // optional parts may be missing; non-finite numbers become null
-        var minimal = new DashboardData("t", new[] { "a", "b" }, Rollout: new[] { new[] { 1f, float.NaN }, new[] { 0.5f, 0.5f } });
+        var minimal = new DashboardData("t", new[] { "a", "b" }, Rollout: AttentionMatrix.FromRows(new[] { new[] { 1f, float.NaN }, new[] { 0.5f, 0.5f } }));
         Assert.Contains("\"rollout\":[[1,null],[0.5,0.5]]", Dashboard.ToJson(minimal));
         Assert.Contains("\"attention\":null", Dashboard.ToJson(minimal));
         Dashboard.Build(minimal);
 
-        Assert.Throws<ArgumentException>(() => Dashboard.Build(data with { Rollout = new[] { new[] { 1f } } }));
+        Assert.Throws<ArgumentException>(() => Dashboard.Build(data with { Rollout = AttentionMatrix.FromRows(new[] { new[] { 1f } }) }));
         Assert.Throws<ArgumentException>(() => Dashboard.Build(data with { Attributions = new Dictionary<string, double[]> { ["x"] = new[] { 1.0 } } }));
         Assert.Throws<ArgumentException>(() => Dashboard.Build(data with { RoutedExperts = 2 }));
         Assert.Throws<ArgumentException>(() => Dashboard.Build(data with { Tokens = Array.Empty<string>() }));

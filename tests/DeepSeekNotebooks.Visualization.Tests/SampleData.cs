@@ -1,3 +1,5 @@
+using DeepSeekNotebooks.Analysis.Attention;
+using DeepSeekNotebooks.Analysis.Experts;
 using DeepSeekNotebooks.Visualization.Html;
 using static DeepSeekNotebooks.Visualization.Tests.ChartAssert;
 
@@ -78,17 +80,17 @@ internal static class SampleData
         };
     }
 
-    public static List<RoutingLayer> Routing(ModelArchitecture arch)
+    public static List<LayerRouting> Routing(ModelArchitecture arch)
     {
         var rng = new Random(3);
         int n = Tokens.Length;
-        return arch.MoeLayers.Select(l => new RoutingLayer(l, Enumerable.Range(0, n).Select(t =>
+        return arch.MoeLayers.Select(l => new LayerRouting(l, Enumerable.Range(0, n).Select(t =>
         {
             var experts = Enumerable.Range(0, arch.RoutedExperts).OrderBy(_ => rng.Next()).Take(arch.ExpertsPerToken).ToArray();
             var logits = experts.Select(_ => 3 * rng.NextDouble()).ToArray();
             double z = logits.Sum(Math.Exp);
-            var w = logits.Select(x => Math.Exp(x) / z).OrderByDescending(x => x).ToArray();
-            return new TokenRouting(experts, w);
+            var w = logits.Select(x => (float)(Math.Exp(x) / z)).OrderByDescending(x => x).ToArray();
+            return new RoutingDecision(experts, w);
         }).ToArray())).ToList();
     }
 
@@ -96,6 +98,7 @@ internal static class SampleData
     {
         var arch = Architecture;
         var att = Attention(arch.Layers.Count, arch.AttentionHeads);
-        return new DashboardData("Dashboard for " + HostileScript, Tokens, att, Rollout(att), Attributions(), Routing(arch), arch.RoutedExperts);
+        return new DashboardData("Dashboard for " + HostileScript, Tokens, att.Select(l => l.Select(AttentionMatrix.FromRows).ToArray()).ToArray(),
+            AttentionMatrix.FromRows(Rollout(att)), Attributions(), Routing(arch), arch.RoutedExperts);
     }
 }

@@ -53,7 +53,7 @@ public static class AttentionFlow
         var parameters = AttentionRollout.Params(headFusion, 0, s, e);
         parameters.Remove("discard_ratio");
         parameters["max_layer_tokens"] = maxLayerTokens.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        return new RolloutResult("attention_flow", matrix, parameters);
+        return new RolloutResult(RolloutMethod.AttentionFlow, matrix, parameters);
     }
 
     /// <summary>Attention flow (Abnar &amp; Zuidema 2020) of attention tensors [heads, q, k] or [1, heads, q, k] per layer.</summary>

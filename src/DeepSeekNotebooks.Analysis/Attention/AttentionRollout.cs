@@ -18,19 +18,64 @@ public enum HeadFusion
     Min,
 }
 
+/// <summary>
+/// The identity of a <see cref="RolloutResult"/>: which method produced it. Saved files hold the name from
+/// <see cref="RolloutMethods.Name"/> (<c>attention_rollout</c>, <c>attention_flow</c>) in the <c>method</c> metadata key.
+/// </summary>
+public enum RolloutMethod
+{
+    /// <summary><see cref="Attention.AttentionRollout"/>: products of residual-augmented attention; saved as <c>attention_rollout</c>.</summary>
+    AttentionRollout,
+    /// <summary><see cref="Attention.AttentionFlow"/>: max flow through the attention graph; saved as <c>attention_flow</c>.</summary>
+    AttentionFlow,
+}
+
+/// <summary>The saved names and display titles of <see cref="RolloutMethod"/>.</summary>
+public static class RolloutMethods
+{
+    /// <summary>The saved name: <c>attention_rollout</c> or <c>attention_flow</c>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A value outside the enum.</exception>
+    public static string Name(this RolloutMethod method) => method switch
+    {
+        RolloutMethod.AttentionRollout => "attention_rollout",
+        RolloutMethod.AttentionFlow => "attention_flow",
+        _ => throw new ArgumentOutOfRangeException(nameof(method), method, "not a RolloutMethod"),
+    };
+
+    /// <summary>The human-readable name: <c>Attention rollout</c> or <c>Attention flow</c>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A value outside the enum.</exception>
+    public static string DisplayName(this RolloutMethod method) => method switch
+    {
+        RolloutMethod.AttentionRollout => "Attention rollout",
+        RolloutMethod.AttentionFlow => "Attention flow",
+        _ => throw new ArgumentOutOfRangeException(nameof(method), method, "not a RolloutMethod"),
+    };
+
+    /// <summary>The method whose saved name is <paramref name="name"/> (exactly as <see cref="Name"/> writes it).</summary>
+    /// <exception cref="ArgumentException">Any other string; the message lists the saved names.</exception>
+    public static RolloutMethod FromName(string name) => name switch
+    {
+        "attention_rollout" => RolloutMethod.AttentionRollout,
+        "attention_flow" => RolloutMethod.AttentionFlow,
+        _ => throw new ArgumentException($"unknown rollout method name '{name}': saved results use attention_rollout or attention_flow", nameof(name)),
+    };
+}
+
 /// <summary>A token-to-token relevance matrix [query, input token] from attention rollout or attention flow.</summary>
 public sealed class RolloutResult
 {
     /// <summary>Creates a result.</summary>
-    public RolloutResult(string method, float[,] matrix, IReadOnlyDictionary<string, string> parameters, long[]? tokenIds = null, string[]? tokens = null)
+    public RolloutResult(RolloutMethod method, AttentionMatrix matrix, IReadOnlyDictionary<string, string> parameters, long[]? tokenIds = null, string[]? tokens = null)
     {
+        ArgumentNullException.ThrowIfNull(matrix);
+        if (matrix.Queries != matrix.Keys) throw new ArgumentException($"a rollout matrix is [seq, seq], got [{matrix.Queries}, {matrix.Keys}]", nameof(matrix));
         Method = method; Matrix = matrix; Parameters = parameters; TokenIds = tokenIds; Tokens = tokens;
     }
 
-    /// <summary><c>attention_rollout</c> or <c>attention_flow</c>.</summary>
-    public string Method { get; }
+    /// <summary>Which method produced the matrix (saved as <c>attention_rollout</c> or <c>attention_flow</c>).</summary>
+    public RolloutMethod Method { get; }
     /// <summary>[seq, seq]: row q = how much each input token contributes to position q after the included layers.</summary>
-    public float[,] Matrix { get; }
+    public AttentionMatrix Matrix { get; }
     /// <summary>Token ids, when known.</summary>
     public long[]? TokenIds { get; init; }
     /// <summary>Token strings, when known.</summary>
@@ -38,23 +83,17 @@ public sealed class RolloutResult
     /// <summary>Parameters (head fusion, discard ratio, layers).</summary>
     public IReadOnlyDictionary<string, string> Parameters { get; }
     /// <summary>Number of positions.</summary>
-    public int SequenceLength => Matrix.GetLength(0);
+    public int SequenceLength => Matrix.Queries;
 
     /// <summary>Row <paramref name="query"/> (negative counts from the end): relevance of each input token.</summary>
-    public float[] Row(int query)
-    {
-        int q = query < 0 ? SequenceLength + query : query;
-        if (q < 0 || q >= SequenceLength) throw new ArgumentException($"query {query} is out of range for {SequenceLength} positions", nameof(query));
-        return Enumerable.Range(0, SequenceLength).Select(k => Matrix[q, k]).ToArray();
-    }
+    public float[] Row(int query) => Matrix.Row(query);
 
     /// <summary>Writes <c>rollout</c> [seq, seq] F32 (and <c>input_ids</c> [seq] I64 when known); method and parameters in the metadata.</summary>
     public void SaveSafetensors(string path)
     {
         int n = SequenceLength;
-        var flat = new float[n * n];
-        Buffer.BlockCopy(Matrix, 0, flat, 0, flat.Length * sizeof(float));
-        var w = new SafetensorsWriter().SetMetadata("method", Method).AddFloat32("rollout", new long[] { n, n }, flat);
+        var flat = Matrix.ToRowMajor();
+        var w = new SafetensorsWriter().SetMetadata("method", Method.Name()).AddFloat32("rollout", new long[] { n, n }, flat);
         if (TokenIds is { } ids) w.AddInt64("input_ids", new long[] { ids.Length }, ids);
         foreach (var (k, v) in Parameters) w.SetMetadata("param." + k, v);
         w.WriteTo(path);
@@ -93,7 +132,7 @@ public static class AttentionRollout
     /// Rollout of already head-fused per-layer matrices [q, k] (Abnar &amp; Zuidema 2020): A'_l = <see cref="Augment"/>(A_l),
     /// rollout = A'_end ··· A'_start.
     /// </summary>
-    public static RolloutResult Compute(float[][,] fusedAttentions, double discardRatio = 0, int startLayer = 0, int? endLayer = null) =>
+    public static RolloutResult Compute(IReadOnlyList<AttentionMatrix> fusedAttentions, double discardRatio = 0, int startLayer = 0, int? endLayer = null) =>
         Compute(fusedAttentions, discardRatio, startLayer, endLayer, null);
 
     /// <summary>Rollout of sequence <paramref name="batchIndex"/> of a trace that recorded attention patterns (Abnar &amp; Zuidema 2020).</summary>
@@ -122,12 +161,12 @@ public static class AttentionRollout
     /// diagonal is never discarded; ⌊ratio · #candidates⌋ of the smallest candidates (ties by index) are set to 0.
     /// </summary>
     /// <exception cref="ArgumentException">Non-square matrix or discard ratio outside [0, 1).</exception>
-    public static double[,] Augment(float[,] fused, double discardRatio = 0)
+    public static double[,] Augment(AttentionMatrix fused, double discardRatio = 0)
     {
         ArgumentNullException.ThrowIfNull(fused);
         CheckRatio(discardRatio);
-        int n = fused.GetLength(0);
-        if (fused.GetLength(1) != n) throw new ArgumentException($"attention must be square [q, k], got [{n}, {fused.GetLength(1)}]", nameof(fused));
+        int n = fused.Queries;
+        if (fused.Keys != n) throw new ArgumentException($"attention must be square [q, k], got [{n}, {fused.Keys}]", nameof(fused));
         var a = new double[n, n];
         for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) a[i, j] = fused[i, j];
         if (discardRatio > 0)
@@ -149,7 +188,7 @@ public static class AttentionRollout
     }
 
     /// <summary>Fuses heads [heads, q, k] → [q, k] by mean, max or min.</summary>
-    public static float[,] Fuse(float[,,] attention, HeadFusion headFusion)
+    public static AttentionMatrix Fuse(float[,,] attention, HeadFusion headFusion)
     {
         ArgumentNullException.ThrowIfNull(attention);
         int h = attention.GetLength(0), q = attention.GetLength(1), k = attention.GetLength(2);
@@ -166,10 +205,10 @@ public static class AttentionRollout
                 }
                 r[i, j] = (float)(headFusion == HeadFusion.Mean ? acc / h : acc);
             }
-        return r;
+        return new AttentionMatrix(r);
     }
 
-    private static RolloutResult Compute(float[][,] fused, double discardRatio, int startLayer, int? endLayer, HeadFusion? fusion)
+    private static RolloutResult Compute(IReadOnlyList<AttentionMatrix> fused, double discardRatio, int startLayer, int? endLayer, HeadFusion? fusion)
     {
         var (s, e, n) = CheckLayers(fused, startLayer, endLayer);
         CheckRatio(discardRatio);
@@ -190,7 +229,7 @@ public static class AttentionRollout
         }
         var f = new float[n, n];
         for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) f[i, j] = (float)result[i, j];
-        return new RolloutResult("attention_rollout", f, Params(fusion, discardRatio, s, e));
+        return new RolloutResult(RolloutMethod.AttentionRollout, f, Params(fusion, discardRatio, s, e));
     }
 
     internal static Dictionary<string, string> Params(HeadFusion? fusion, double discardRatio, int s, int e) => new()
@@ -207,18 +246,19 @@ public static class AttentionRollout
             throw new ArgumentException($"discardRatio must be in [0, 1), got {discardRatio}", nameof(discardRatio));
     }
 
-    internal static (int Start, int End, int N) CheckLayers(float[][,] fused, int startLayer, int? endLayer)
+    internal static (int Start, int End, int N) CheckLayers(IReadOnlyList<AttentionMatrix> fused, int startLayer, int? endLayer)
     {
         ArgumentNullException.ThrowIfNull(fused);
-        if (fused.Length == 0) throw new ArgumentException("no attention layers were given", nameof(fused));
-        int n = fused[0].GetLength(0);
+        if (fused.Count == 0) throw new ArgumentException("no attention layers were given", nameof(fused));
+        if (fused.Any(m => m is null)) throw new ArgumentException("an attention layer is null", nameof(fused));
+        int n = fused[0].Queries;
         if (n == 0) throw new ArgumentException("the attention matrices are empty (no tokens)", nameof(fused));
-        for (int l = 0; l < fused.Length; l++)
-            if (fused[l].GetLength(0) != n || fused[l].GetLength(1) != n)
-                throw new ArgumentException($"layer {l} attention is [{fused[l].GetLength(0)}, {fused[l].GetLength(1)}], expected [{n}, {n}]", nameof(fused));
-        int e = endLayer ?? fused.Length - 1;
-        if (startLayer < 0 || startLayer >= fused.Length) throw new ArgumentException($"startLayer {startLayer} is out of range for {fused.Length} layers", nameof(startLayer));
-        if (e < startLayer || e >= fused.Length) throw new ArgumentException($"endLayer {e} is out of range: need {startLayer} ≤ endLayer < {fused.Length}", nameof(endLayer));
+        for (int l = 0; l < fused.Count; l++)
+            if (fused[l].Queries != n || fused[l].Keys != n)
+                throw new ArgumentException($"layer {l} attention is [{fused[l].Queries}, {fused[l].Keys}], expected [{n}, {n}]", nameof(fused));
+        int e = endLayer ?? fused.Count - 1;
+        if (startLayer < 0 || startLayer >= fused.Count) throw new ArgumentException($"startLayer {startLayer} is out of range for {fused.Count} layers", nameof(startLayer));
+        if (e < startLayer || e >= fused.Count) throw new ArgumentException($"endLayer {e} is out of range: need {startLayer} ≤ endLayer < {fused.Count}", nameof(endLayer));
         return (startLayer, e, n);
     }
 

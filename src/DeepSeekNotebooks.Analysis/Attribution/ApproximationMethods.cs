@@ -21,21 +21,6 @@ public enum IntegrationMethod
 /// </summary>
 public static class ApproximationMethods
 {
-    /// <summary>Parses Captum's names (<c>gausslegendre</c>, <c>riemann_left|right|middle|trapezoid</c>) and the enum names.</summary>
-    public static IntegrationMethod Parse(string name)
-    {
-        ArgumentNullException.ThrowIfNull(name);
-        return name.Trim().ToLowerInvariant().Replace("-", "_") switch
-        {
-            "gausslegendre" or "gauss_legendre" or "gl" => IntegrationMethod.GaussLegendre,
-            "riemann_left" or "riemannleft" or "left" => IntegrationMethod.RiemannLeft,
-            "riemann_right" or "riemannright" or "right" => IntegrationMethod.RiemannRight,
-            "riemann_middle" or "riemannmiddle" or "middle" => IntegrationMethod.RiemannMiddle,
-            "riemann_trapezoid" or "riemanntrapezoid" or "trapezoid" => IntegrationMethod.RiemannTrapezoid,
-            _ => throw new ArgumentException($"unknown integration method '{name}': use gausslegendre, riemann_left, riemann_right, riemann_middle or riemann_trapezoid", nameof(name)),
-        };
-    }
-
     /// <summary>Captum's name of a rule.</summary>
     public static string CaptumName(IntegrationMethod method) => method switch
     {

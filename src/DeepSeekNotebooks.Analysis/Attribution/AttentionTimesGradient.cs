@@ -52,14 +52,14 @@ public static class AttentionTimesGradient
             ["columns"] = "layer*heads+head",
             ["query_position"] = pos.ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
-        return AttributionCore.Result("attention_x_gradient", p, attr, parameters);
+        return AttributionCore.Result(AttributionMethod.AttentionXGradient, p, attr, parameters);
     }
 
     /// <summary>The scores of an attention×gradient result as [layer, head, token].</summary>
     public static float[,,] PerLayerHead(AttributionResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
-        if (result.Method != "attention_x_gradient") throw new ArgumentException($"not an attention×gradient result: {result.Method}", nameof(result));
+        if (result.Method != AttributionMethod.AttentionXGradient) throw new ArgumentException($"not an attention×gradient result: {result.Method.Name()} (give the result of AttentionTimesGradient.Attribute)", nameof(result));
         int layers = int.Parse(result.Parameters["layers"], System.Globalization.CultureInfo.InvariantCulture);
         int heads = int.Parse(result.Parameters["heads"], System.Globalization.CultureInfo.InvariantCulture);
         int seq = result.SequenceLength;

@@ -60,7 +60,7 @@ internal static class AttributionCore
         return g;
     }
 
-    internal static AttributionResult Result(string method, Prepared p, Tensor attributions, IDictionary<string, string> parameters,
+    internal static AttributionResult Result(AttributionMethod method, Prepared p, Tensor attributions, IDictionary<string, string> parameters,
         double? delta = null, double? fBaseline = null, List<string>? warnings = null, float[]? tokenSumsOverride = null)
     {
         var a = attributions.detach().to(float32).contiguous();

@@ -11,8 +11,9 @@ namespace DeepSeekNotebooks.Analysis.Attribution;
 /// </summary>
 public sealed record AttributionResult
 {
-    /// <summary>Method name (<c>integrated_gradients</c>, <c>saliency</c>, <c>input_x_gradient</c>, <c>smoothgrad</c>, <c>occlusion</c>, <c>attention_x_gradient</c>).</summary>
-    public required string Method { get; init; }
+    /// <summary>The method that produced the result; saved (JSON, safetensors metadata) as its <see cref="AttributionMethods.Name"/>
+    /// (<c>integrated_gradients</c>, <c>saliency</c>, <c>input_x_gradient</c>, <c>smoothgrad</c>, <c>occlusion</c>, <c>attention_x_gradient</c>).</summary>
+    public required AttributionMethod Method { get; init; }
     /// <summary>The input token ids [seq].</summary>
     public required long[] TokenIds { get; init; }
     /// <summary>Optional human-readable tokens (e.g. <c>result with { TokenStrings = tokenizer.TokenStrings(result.TokenIds) }</c>).</summary>
@@ -69,8 +70,8 @@ public sealed record AttributionResult
     {
         long seq = Shape[0], dim = Shape[1];
         var w = new SafetensorsWriter()
-            .SetMetadata("method", Method)
-            .SetMetadata("target_kind", Target.Kind)
+            .SetMetadata("method", Method.Name())
+            .SetMetadata("target_kind", Target.Kind.ToString())
             .AddFloat32("attributions", new[] { 1, seq, dim }, Attributions)
             .AddFloat32("token_sums", new[] { 1, seq }, TokenSums)
             .AddFloat32("token_norms", new[] { 1, seq }, TokenNorms)

@@ -4,7 +4,8 @@ using static TorchSharp.torch;
 
 namespace DeepSeekNotebooks.Analysis.Attribution;
 
-/// <summary>What the attributed scalar F is computed from.</summary>
+/// <summary>What the attributed scalar F is computed from (saved in JSON and the safetensors <c>target_kind</c> key by its name, e.g. <c>Logit</c>).</summary>
+[System.Text.Json.Serialization.JsonConverter(typeof(System.Text.Json.Serialization.JsonStringEnumConverter<TargetKind>))]
 public enum TargetKind
 {
     /// <summary>The raw logit of token T at position P (Captum's <c>target=T</c> on a logits-returning forward).</summary>
@@ -144,8 +145,8 @@ public sealed class ResolvedTarget
     }
 
     /// <summary>Serialisable description.</summary>
-    public TargetInfo ToInfo() => new(Position, Kind == TargetKind.Custom ? null : Token, Kind.ToString(), Name);
+    public TargetInfo ToInfo() => new(Position, Kind == TargetKind.Custom ? null : Token, Kind, Name);
 }
 
 /// <summary>Plain description of a resolved target (position, token, kind).</summary>
-public sealed record TargetInfo(int Position, long? TokenId, string Kind, string Name);
+public sealed record TargetInfo(int Position, long? TokenId, TargetKind Kind, string Name);

@@ -22,7 +22,7 @@ public static class Saliency
         using var scope = NewDisposeScope();
         var p = AttributionCore.Prepare(model, inputIds, target);
         var attr = AsMethod(abs)(model, p.Embeddings, p.Target);
-        return AttributionCore.Result("saliency", p, attr[0], new Dictionary<string, string> { ["abs"] = abs ? "true" : "false" });
+        return AttributionCore.Result(AttributionMethod.Saliency, p, attr[0], new Dictionary<string, string> { ["abs"] = abs ? "true" : "false" });
     }
 
     /// <summary>Saliency as an <see cref="EmbeddingAttributionMethod"/> (Simonyan et al. 2013), e.g. for SmoothGrad.</summary>
@@ -49,7 +49,7 @@ public static class InputXGradient
         using var scope = NewDisposeScope();
         var p = AttributionCore.Prepare(model, inputIds, target);
         var attr = AsMethod()(model, p.Embeddings, p.Target);
-        return AttributionCore.Result("input_x_gradient", p, attr[0], new Dictionary<string, string>());
+        return AttributionCore.Result(AttributionMethod.InputXGradient, p, attr[0], new Dictionary<string, string>());
     }
 
     /// <summary>Input × Gradient as an <see cref="EmbeddingAttributionMethod"/> (Shrikumar et al. 2016).</summary>
@@ -121,7 +121,7 @@ public static class NoiseTunnel
             ["stdev"] = sigma.ToString("R", CultureInfo.InvariantCulture),
             ["seed"] = seed.ToString(CultureInfo.InvariantCulture),
         };
-        return AttributionCore.Result("smoothgrad", p, attr[0], parameters);
+        return AttributionCore.Result(AttributionMethod.SmoothGrad, p, attr[0], parameters);
     }
 
     /// <summary>SmoothGrad of saliency (Smilkov et al. 2017): <see cref="Attribute"/> with <see cref="Saliency"/>.</summary>

@@ -60,7 +60,7 @@ public static class IntegratedGradients
             ["baseline"] = baseline.Describe(),
             ["internal_batch_size"] = internalBatchSize?.ToString(CultureInfo.InvariantCulture) ?? "none",
         };
-        return AttributionCore.Result("integrated_gradients", p, attr[0], parameters, delta, fBaseline, warnings);
+        return AttributionCore.Result(AttributionMethod.IntegratedGradients, p, attr[0], parameters, delta, fBaseline, warnings);
     }
 
     /// <summary>

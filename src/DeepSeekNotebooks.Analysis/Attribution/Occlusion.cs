@@ -67,6 +67,6 @@ public static class Occlusion
             ["baseline"] = baseline.Describe(),
             ["windows"] = windows.ToString(CultureInfo.InvariantCulture),
         };
-        return AttributionCore.Result("occlusion", p, attr, parameters, fBaseline: fBaseline, tokenSumsOverride: perToken);
+        return AttributionCore.Result(AttributionMethod.Occlusion, p, attr, parameters, fBaseline: fBaseline, tokenSumsOverride: perToken);
     }
 }

@@ -11,38 +11,30 @@ public readonly record struct LoadBalanceMetrics(double MeanLoad, double Coeffic
 public static class ExpertMetrics
 {
     /// <summary>
-    /// Load-balance metrics of per-expert selection counts: coefficient of variation, MaxVio = (max − mean)/mean (the
-    /// balance measure of DeepSeek-V3 arXiv:2412.19437 §2.1.2 / Wang et al. 2024 auxiliary-loss-free balancing) and the
-    /// normalised entropy of the load distribution. All-zero counts give NaN metrics.
+    /// Load-balance metrics of per-expert selection counts, from <see cref="Statistics.Balance"/> and
+    /// <see cref="Statistics.Information"/>: coefficient of variation, MaxVio = (max − mean)/mean (DeepSeek-V3
+    /// arXiv:2412.19437 §2.1.2 / Wang et al. 2024) and the normalised entropy of the load distribution. All-zero counts
+    /// (nothing routed) give NaN metrics and mean 0 — see <see cref="Statistics.Balance"/> for the edge cases.
     /// </summary>
     /// <exception cref="ArgumentException">Empty or negative counts.</exception>
     public static LoadBalanceMetrics LoadBalance(IReadOnlyList<long> counts)
     {
         ArgumentNullException.ThrowIfNull(counts);
-        if (counts.Count == 0) throw new ArgumentException("no experts: counts is empty", nameof(counts));
-        if (counts.Any(c => c < 0)) throw new ArgumentException("expert counts must be non-negative", nameof(counts));
-        double total = counts.Sum(c => (double)c), mean = total / counts.Count;
-        if (total == 0) return new LoadBalanceMetrics(0, double.NaN, double.NaN, double.NaN);
-        double variance = counts.Sum(c => (c - mean) * (c - mean)) / counts.Count;
-        double entropy = 0;
-        foreach (var c in counts) if (c > 0) { double p = c / total; entropy -= p * Math.Log(p); }
-        double normEntropy = counts.Count > 1 ? entropy / Math.Log(counts.Count) : 1;
-        return new LoadBalanceMetrics(mean, Math.Sqrt(variance) / mean, (counts.Max() - mean) / mean, normEntropy);
+        var load = counts.Select(c => (double)c).ToArray();
+        return new LoadBalanceMetrics(Statistics.Balance.Mean(load, nameof(counts)), Statistics.Balance.CoefficientOfVariation(load),
+            Statistics.Balance.MaxVio(load), Statistics.Information.NormalisedEntropy(load));
     }
 
     /// <summary>
-    /// Shannon entropy (nats) of a probability vector normalised to sum 1 first, divided by log(length) when
-    /// <paramref name="normalise"/> — the per-token routing entropy of the gate scores (1 = the router is indifferent).
+    /// Shannon entropy (nats) of the gate scores normalised to sum 1, divided by log(length) when
+    /// <paramref name="normalise"/> — the per-token routing entropy (1 = the router is indifferent). The one
+    /// implementation is <see cref="Statistics.Information.Entropy(ReadOnlySpan{float})"/> /
+    /// <see cref="Statistics.Information.NormalisedEntropy(ReadOnlySpan{float})"/>: NaN when the scores sum to 0, 1 (normalised)
+    /// for a single expert.
     /// </summary>
-    public static double Entropy(ReadOnlySpan<float> scores, bool normalise = true)
-    {
-        double total = 0;
-        foreach (var s in scores) total += s;
-        if (!(total > 0)) return double.NaN;
-        double h = 0;
-        foreach (var s in scores) if (s > 0) { double p = s / total; h -= p * Math.Log(p); }
-        return normalise ? (scores.Length > 1 ? h / Math.Log(scores.Length) : 0) : h;
-    }
+    /// <exception cref="ArgumentException">A negative or NaN score.</exception>
+    public static double Entropy(ReadOnlySpan<float> scores, bool normalise = true) =>
+        normalise ? Statistics.Information.NormalisedEntropy(scores) : Statistics.Information.Entropy(scores);
 
     /// <summary>
     /// Probability that two tokens routed independently, each by the observed top-1 distribution <paramref name="top1Frequencies"/>,

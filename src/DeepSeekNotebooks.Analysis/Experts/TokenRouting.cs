@@ -6,13 +6,12 @@ using static TorchSharp.torch;
 
 namespace DeepSeekNotebooks.Analysis.Experts;
 
-/// <summary>The routing decision for one token at one MoE layer.</summary>
+/// <summary>One token's routing at one MoE layer with its position and the router's confidence.</summary>
 /// <param name="Batch">Batch row of the token.</param>
-/// <param name="Experts">Selected experts in top-k order.</param>
-/// <param name="Weights">Their routing weights.</param>
+/// <param name="Routing">The decision: selected experts in top-k order, their weights and the gate scores.</param>
 /// <param name="Entropy">Entropy of the gate scores / log E (1 = indifferent router).</param>
 /// <param name="Top1Margin">Highest − second-highest gate score.</param>
-public sealed record TokenRoutingDecision(int Layer, int Batch, int Position, long TokenId, int[] Experts, double[] Weights, double Entropy, double Top1Margin);
+public sealed record TokenRoutingDecision(int Layer, int Batch, int Position, long TokenId, RoutingDecision Routing, double Entropy, double Top1Margin);
 
 /// <summary>Per-token routing views of a single trace.</summary>
 public static class TokenRouting
@@ -29,23 +28,22 @@ public static class TokenRouting
         ArgumentNullException.ThrowIfNull(ids);
         if (!trace.Contains(HookPoints.ExpertIndices(layer)))
             throw new ArgumentException($"no routing recorded for layer {layer}; MoE layers: [{string.Join(", ", trace.MoeLayers)}]", nameof(layer));
-        using var scope = NewDisposeScope();
-        var idx = trace.ExpertIndices(layer).contiguous().data<long>().ToArray();
-        var w = trace.ExpertWeights(layer).contiguous().to(ScalarType.Float32).data<float>().ToArray();
-        var s = trace.RouterScores(layer).contiguous().to(ScalarType.Float32).data<float>().ToArray();
-        int k = (int)trace.ExpertIndices(layer).shape[1], e = (int)trace.RouterScores(layer).shape[1];
-        int n = idx.Length / k;
+        int n = (int)trace.ExpertIndices(layer).shape[0];
         if (ids.Count == 0 || ids.Sum(r => r.Length) != n || ids.Any(r => r.Length != ids[0].Length))
             throw new ArgumentException($"ids must be [batch][seq] with batch·seq = {n} routed tokens", nameof(ids));
         int seq = ids[0].Length;
-        var rows = new TokenRoutingDecision[n];
-        for (int t = 0; t < n; t++)
+        var rows = new List<TokenRoutingDecision>(n);
+        for (int b = 0; b < ids.Count; b++)
         {
-            var row = s.AsSpan(t * e, e);
-            float a = float.NegativeInfinity, b = float.NegativeInfinity;
-            foreach (var v in row) { if (v > a) { b = a; a = v; } else if (v > b) b = v; }
-            rows[t] = new TokenRoutingDecision(layer, t / seq, t % seq, ids[t / seq][t % seq], idx.AsSpan(t * k, k).ToArray().Select(x => (int)x).ToArray(),
-                w.AsSpan(t * k, k).ToArray().Select(x => (double)x).ToArray(), ExpertMetrics.Entropy(row), e > 1 ? a - b : 0);
+            var routing = LayerRouting.FromTrace(trace, layer, seq, b);
+            for (int t = 0; t < seq; t++)
+            {
+                var d = routing.Tokens[t];
+                var scores = d.Scores!;
+                float first = float.NegativeInfinity, second = float.NegativeInfinity;
+                foreach (var v in scores) { if (v > first) { second = first; first = v; } else if (v > second) second = v; }
+                rows.Add(new TokenRoutingDecision(layer, b, t, ids[b][t], d, ExpertMetrics.Entropy(scores), scores.Length > 1 ? first - second : 0));
+            }
         }
         return rows;
     }
@@ -53,8 +51,8 @@ public static class TokenRouting
     /// <summary>Per-token decisions as a DataFrame (layer, batch, position, token_id, experts, weights, entropy, top1_margin).</summary>
     public static DataFrame ToDataFrame(IReadOnlyList<TokenRoutingDecision> rows) => new(
         Frames.Int("layer", rows, r => r.Layer), Frames.Int("batch", rows, r => r.Batch), Frames.Int("position", rows, r => r.Position),
-        Frames.Long("token_id", rows, r => r.TokenId), Frames.Str("experts", rows, r => string.Join(" ", r.Experts)),
-        Frames.Str("weights", rows, r => string.Join(" ", r.Weights.Select(x => x.ToString("G4", System.Globalization.CultureInfo.InvariantCulture)))),
+        Frames.Long("token_id", rows, r => r.TokenId), Frames.Str("experts", rows, r => string.Join(" ", r.Routing.Experts)),
+        Frames.Str("weights", rows, r => string.Join(" ", r.Routing.Weights.Select(x => x.ToString("G4", System.Globalization.CultureInfo.InvariantCulture)))),
         Frames.Double("entropy", rows, r => r.Entropy), Frames.Double("top1_margin", rows, r => r.Top1Margin));
 
     /// <summary>An E×E co-activation matrix (<see cref="ExpertRoutingAccumulator.CoActivation"/>) as a long-form DataFrame (expert_a, expert_b, count), upper triangle with diagonal.</summary>

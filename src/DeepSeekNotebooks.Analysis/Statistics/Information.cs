@@ -1,21 +1,83 @@
 namespace DeepSeekNotebooks.Analysis.Statistics;
 
 /// <summary>
-/// Mutual information of two discrete variables from their contingency table (counts[x, y]) — e.g. domain label × top-1
-/// expert, the statistic used to quantify expert specialisation by domain.
+/// Entropy and mutual information — the one implementation behind routing entropy, load entropy, attention-head entropy
+/// and domain × expert NMI, in the diagnostics, the trainer's training.json and the charts. Edge cases, once for all:
+/// a distribution with no mass (empty, or all counts/weights 0) has no entropy and gives NaN; a single outcome has entropy
+/// 0 and normalised entropy 1 (it is uniform over its one value); negative or NaN counts/weights are errors. NMI follows
+/// scikit-learn: two constant variables give 1, one constant variable gives 0, an empty table gives NaN.
 /// </summary>
 public static class Information
 {
-    /// <summary>Shannon entropy (nats) of a count vector; 0 for an empty or single-valued one.</summary>
+    /// <summary>Shannon entropy (nats) of a count vector; NaN when the total is 0 (no distribution), 0 for a single non-zero count.</summary>
+    /// <exception cref="ArgumentException">A negative count.</exception>
     public static double Entropy(IEnumerable<long> counts)
     {
         ArgumentNullException.ThrowIfNull(counts);
-        var c = counts.Where(v => v > 0).ToArray();
-        double n = c.Sum();
-        return n <= 0 ? 0 : -c.Sum(v => v / n * Math.Log(v / n));
+        var c = counts.ToArray();
+        for (int i = 0; i < c.Length; i++)
+            if (c[i] < 0) throw new ArgumentException($"counts must be non-negative, got {c[i]} at index {i}", nameof(counts));
+        double n = c.Sum(v => (double)v), h = 0;
+        if (n == 0) return double.NaN;
+        foreach (var v in c) if (v > 0) h -= v / n * Math.Log(v / n);
+        return h;
     }
 
-    /// <summary>Mutual information I(X; Y) in nats of the empirical joint distribution counts[x, y] / N.</summary>
+    /// <summary>
+    /// Shannon entropy (nats) of non-negative weights normalised to sum 1 (scores, probabilities, loads); NaN when they
+    /// sum to 0 or the span is empty.
+    /// </summary>
+    /// <exception cref="ArgumentException">A negative or NaN weight.</exception>
+    public static double Entropy(ReadOnlySpan<double> weights)
+    {
+        double total = 0;
+        for (int i = 0; i < weights.Length; i++)
+        {
+            if (!(weights[i] >= 0)) throw new ArgumentException($"weights must be non-negative numbers, got {weights[i]} at index {i}", nameof(weights));
+            total += weights[i];
+        }
+        if (total == 0) return double.NaN;
+        double h = 0;
+        foreach (var w in weights) if (w > 0) { double p = w / total; h -= p * Math.Log(p); }
+        return h;
+    }
+
+    /// <inheritdoc cref="Entropy(ReadOnlySpan{double})"/>
+    public static double Entropy(ReadOnlySpan<float> weights)
+    {
+        double total = 0;
+        for (int i = 0; i < weights.Length; i++)
+        {
+            if (!(weights[i] >= 0)) throw new ArgumentException($"weights must be non-negative numbers, got {weights[i]} at index {i}", nameof(weights));
+            total += weights[i];
+        }
+        if (total == 0) return double.NaN;
+        double h = 0;
+        foreach (var w in weights) if (w > 0) { double p = w / total; h -= p * Math.Log(p); }
+        return h;
+    }
+
+    /// <summary>
+    /// <see cref="Entropy(ReadOnlySpan{double})"/> / log(length): 1 = uniform, 0 = all mass on one entry; 1 for a single
+    /// entry (uniform over one value); NaN when the weights sum to 0.
+    /// </summary>
+    /// <exception cref="ArgumentException">A negative or NaN weight.</exception>
+    public static double NormalisedEntropy(ReadOnlySpan<double> weights)
+    {
+        double h = Entropy(weights);
+        if (double.IsNaN(h)) return h;
+        return weights.Length == 1 ? 1 : h / Math.Log(weights.Length);
+    }
+
+    /// <inheritdoc cref="NormalisedEntropy(ReadOnlySpan{double})"/>
+    public static double NormalisedEntropy(ReadOnlySpan<float> weights)
+    {
+        double h = Entropy(weights);
+        if (double.IsNaN(h)) return h;
+        return weights.Length == 1 ? 1 : h / Math.Log(weights.Length);
+    }
+
+    /// <summary>Mutual information I(X; Y) in nats of the empirical joint distribution counts[x, y] / N; NaN for an empty table (N = 0).</summary>
     /// <exception cref="ArgumentException">A negative count.</exception>
     public static double MutualInformation(long[,] counts)
     {
@@ -29,7 +91,7 @@ public static class Information
                 if (counts[i, j] < 0) throw new ArgumentException($"negative count at [{i}, {j}]", nameof(counts));
                 rows[i] += counts[i, j]; cols[j] += counts[i, j]; n += counts[i, j];
             }
-        if (n == 0) return 0;
+        if (n == 0) return double.NaN;
         double mi = 0;
         for (int i = 0; i < nx; i++)
             for (int j = 0; j < ny; j++)
@@ -40,18 +102,22 @@ public static class Information
     /// <summary>
     /// Normalised mutual information I(X; Y) / ((H(X) + H(Y)) / 2) — the arithmetic-mean normalisation (scikit-learn's
     /// default for normalized_mutual_info_score; Strehl &amp; Ghosh 2002 use the geometric mean). In [0, 1]: 0 = independent,
-    /// 1 = each variable determines the other. 0 when either variable is constant (and 1 when both are).
+    /// 1 = each variable determines the other. As scikit-learn: 0 when exactly one variable is constant, 1 when both are;
+    /// NaN for an empty table (N = 0).
     /// </summary>
+    /// <exception cref="ArgumentException">A negative count.</exception>
     public static double NormalisedMutualInformation(long[,] counts)
     {
         ArgumentNullException.ThrowIfNull(counts);
         int nx = counts.GetLength(0), ny = counts.GetLength(1);
         var rows = Enumerable.Range(0, nx).Select(i => Enumerable.Range(0, ny).Sum(j => counts[i, j])).ToArray();
         var cols = Enumerable.Range(0, ny).Select(j => Enumerable.Range(0, nx).Sum(i => counts[i, j])).ToArray();
+        double mi = MutualInformation(counts);
+        if (double.IsNaN(mi)) return double.NaN;
         double hx = Entropy(rows), hy = Entropy(cols);
-        if (hx == 0 && hy == 0) return rows.Sum() > 0 ? 1 : 0;
+        if (hx == 0 && hy == 0) return 1;
         if (hx == 0 || hy == 0) return 0;
-        return Math.Clamp(MutualInformation(counts) / ((hx + hy) / 2), 0, 1);
+        return Math.Clamp(mi / ((hx + hy) / 2), 0, 1);
     }
 
     /// <summary>

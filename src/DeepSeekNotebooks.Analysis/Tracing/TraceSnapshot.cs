@@ -1,11 +1,10 @@
 using System.Text.Json;
+using DeepSeekNotebooks.Analysis.Attention;
+using DeepSeekNotebooks.Analysis.Experts;
 using DeepSeekNotebooks.Model.Tracing;
 using static TorchSharp.torch;
 
 namespace DeepSeekNotebooks.Analysis.Tracing;
-
-/// <summary>The routing of one MoE block for one sequence: per token, the selected experts (top-k order) and their weights.</summary>
-public sealed record RoutingSnapshot(int Layer, int[][] Experts, float[][] Weights, float[][] Scores);
 
 /// <summary>
 /// One sequence's observations copied out of a <see cref="ModelTrace"/> into plain arrays (attention patterns, routing,
@@ -17,10 +16,10 @@ public sealed record TraceSnapshot
     public required long[] TokenIds { get; init; }
     /// <summary>Display strings of the tokens (the ids as text when no tokenizer is available).</summary>
     public required string[] Tokens { get; init; }
-    /// <summary>Attention probabilities [layer][head][query, key].</summary>
-    public required float[][][,] Attention { get; init; }
-    /// <summary>Routing of every MoE block, in block order.</summary>
-    public required RoutingSnapshot[] Routing { get; init; }
+    /// <summary>Attention probabilities [layer][head], each [query, key].</summary>
+    public required AttentionMatrix[][] Attention { get; init; }
+    /// <summary>Routing of every MoE block, in block order (each token's experts, weights and gate scores).</summary>
+    public required LayerRouting[] Routing { get; init; }
     /// <summary>Argmax next-token id at every position.</summary>
     public required long[] Predictions { get; init; }
     /// <summary>Number of routed experts per MoE block.</summary>
@@ -35,32 +34,17 @@ public sealed record TraceSnapshot
         if (tokens is not null && tokens.Count != seq)
             throw new ArgumentException($"got {tokens.Count} token strings for {seq} token ids", nameof(tokens));
         using var scope = NewDisposeScope();
-        var attention = new float[c.NumHiddenLayers][][,];
+        var attention = new AttentionMatrix[c.NumHiddenLayers][];
         for (int l = 0; l < c.NumHiddenLayers; l++)
         {
             var p = trace.AttentionPattern(l)[batchIndex].to(float32).contiguous();
             if (p.shape[1] != seq) throw new ArgumentException($"the trace has {p.shape[1]} positions but {seq} token ids were given", nameof(tokenIds));
             var data = p.data<float>().ToArray();
-            attention[l] = new float[c.NumAttentionHeads][,];
+            attention[l] = new AttentionMatrix[c.NumAttentionHeads];
             for (int h = 0; h < c.NumAttentionHeads; h++)
-            {
-                var m = new float[seq, seq];
-                Buffer.BlockCopy(data, h * seq * seq * sizeof(float), m, 0, seq * seq * sizeof(float));
-                attention[l][h] = m;
-            }
+                attention[l][h] = AttentionMatrix.FromRowMajor(seq, seq, data.AsSpan(h * seq * seq, seq * seq));
         }
-        var routing = trace.MoeLayers.Select(l =>
-        {
-            var rows = Enumerable.Range(batchIndex * seq, seq).ToArray();
-            var idx = trace.ExpertIndices(l).to(int64).contiguous().data<long>().ToArray();
-            var w = trace.ExpertWeights(l).to(float32).contiguous().data<float>().ToArray();
-            var s = trace.RouterScores(l).to(float32).contiguous().data<float>().ToArray();
-            int k = c.NumExpertsPerTok, e = c.NRoutedExperts;
-            return new RoutingSnapshot(l,
-                rows.Select(r => Enumerable.Range(0, k).Select(j => (int)idx[r * k + j]).ToArray()).ToArray(),
-                rows.Select(r => Enumerable.Range(0, k).Select(j => w[r * k + j]).ToArray()).ToArray(),
-                rows.Select(r => s.AsSpan(r * e, e).ToArray()).ToArray());
-        }).ToArray();
+        var routing = trace.MoeLayers.Select(l => LayerRouting.FromTrace(trace, l, seq, batchIndex)).ToArray();
         var predictions = trace.Logits[batchIndex].argmax(-1).data<long>().ToArray();
         return new TraceSnapshot
         {
@@ -80,16 +64,16 @@ public sealed record TraceSnapshot
         for (int i = 0; i < Routing.Length; i++)
         {
             int total = 0;
-            foreach (var token in Routing[i].Experts)
-                foreach (var e in token) { usage[i, e]++; total++; }
+            foreach (var token in Routing[i].Tokens)
+                foreach (var e in token.Experts) { usage[i, e]++; total++; }
             for (int e = 0; e < RoutedExperts; e++) usage[i, e] /= Math.Max(1, total);
         }
         return usage;
     }
 
-    /// <summary>Serialises to JSON (2-D arrays as nested arrays).</summary>
+    /// <summary>Serialises to JSON (2-D arrays as nested arrays; routing per block as <c>{Layer, Experts[token][k], Weights[token][k], Scores[token][E]}</c>).</summary>
     public string ToJson() => JsonSerializer.Serialize(new Dto(TokenIds, Tokens,
-        Attention.Select(l => l.Select(ToJagged).ToArray()).ToArray(), Routing, Predictions, RoutedExperts));
+        Attention.Select(l => l.Select(m => m.ToRows()).ToArray()).ToArray(), Routing.Select(RoutingDto.From).ToArray(), Predictions, RoutedExperts));
 
     /// <summary>Reads what <see cref="ToJson"/> wrote.</summary>
     public static TraceSnapshot FromJson(string json)
@@ -97,21 +81,24 @@ public sealed record TraceSnapshot
         var d = JsonSerializer.Deserialize<Dto>(json) ?? throw new ArgumentException("empty trace snapshot JSON", nameof(json));
         return new TraceSnapshot
         {
-            TokenIds = d.TokenIds, Tokens = d.Tokens, Routing = d.Routing, Predictions = d.Predictions, RoutedExperts = d.RoutedExperts,
-            Attention = d.Attention.Select(l => l.Select(FromJagged).ToArray()).ToArray(),
+            TokenIds = d.TokenIds, Tokens = d.Tokens, Routing = d.Routing.Select(r => r.ToLayerRouting()).ToArray(), Predictions = d.Predictions, RoutedExperts = d.RoutedExperts,
+            Attention = d.Attention.Select(l => l.Select(AttentionMatrix.FromRows).ToArray()).ToArray(),
         };
     }
 
-    private sealed record Dto(long[] TokenIds, string[] Tokens, float[][][][] Attention, RoutingSnapshot[] Routing, long[] Predictions, int RoutedExperts);
+    private sealed record Dto(long[] TokenIds, string[] Tokens, float[][][][] Attention, RoutingDto[] Routing, long[] Predictions, int RoutedExperts);
 
-    private static float[][] ToJagged(float[,] m) =>
-        Enumerable.Range(0, m.GetLength(0)).Select(i => Enumerable.Range(0, m.GetLength(1)).Select(j => m[i, j]).ToArray()).ToArray();
-
-    private static float[,] FromJagged(float[][] rows)
+    /// <summary>The saved form of one block's routing (unchanged since snapshots first had routing, so older files reload).</summary>
+    private sealed record RoutingDto(int Layer, int[][] Experts, float[][] Weights, float[][]? Scores)
     {
-        var m = new float[rows.Length, rows.Length == 0 ? 0 : rows[0].Length];
-        for (int i = 0; i < rows.Length; i++)
-            for (int j = 0; j < rows[i].Length; j++) m[i, j] = rows[i][j];
-        return m;
+        public static RoutingDto From(LayerRouting r) => new(r.Layer, r.Tokens.Select(t => t.Experts).ToArray(), r.Tokens.Select(t => t.Weights).ToArray(),
+            r.Tokens.All(t => t.Scores is not null) ? r.Tokens.Select(t => t.Scores!).ToArray() : null);
+
+        public LayerRouting ToLayerRouting()
+        {
+            if (Experts.Length != Weights.Length || (Scores is not null && Scores.Length != Experts.Length))
+                throw new ArgumentException($"trace snapshot JSON: routing of block {Layer} has {Experts.Length} expert rows, {Weights.Length} weight rows and {Scores?.Length} score rows; they must match");
+            return new LayerRouting(Layer, Experts.Select((e, t) => new RoutingDecision(e, Weights[t], Scores?[t])).ToArray());
+        }
     }
 }

@@ -19,7 +19,7 @@ public static class AttributeCommand
             Description = "ig | saliency | inputxgrad | smoothgrad | occlusion (also attnxgrad).",
             Required = true,
         };
-        method.AcceptOnlyFromAmong(Attributor.Methods.ToArray());
+        method.AcceptOnlyFromAmong(ArgumentParsers.AttributionMethodNames.Select(m => m.Name).ToArray());
         var position = new Option<int>("--target-position")
         {
             Description = "0-based position whose logit is attributed; negative counts from the end (-1 = last).",
@@ -47,26 +47,21 @@ public static class AttributeCommand
         command.SetAction(parse => CliSupport.Run(() =>
         {
             var ids = CliSupport.ParseIds(parse.GetValue(inputIds)!);
-            Baseline? b = null;
-            if (parse.GetValue(baseline) is { } text)
-            {
-                try { b = CliParsing.ParseBaseline(text); }
-                catch (ArgumentException e) { throw new UsageException($"--baseline: {e.Message}"); }
-            }
+            Baseline? b = parse.GetValue(baseline) is { } text ? ArgumentParsers.ParseBaseline(text) : null;
             var options = new AttributionOptions
             {
                 Baseline = b,
                 NSteps = parse.GetValue(nSteps),
-                Integration = ApproximationMethods.Parse(parse.GetValue(integration)!),
+                Integration = ArgumentParsers.ParseIntegration(parse.GetValue(integration)!),
                 InternalBatchSize = parse.GetValue(batch),
             };
             var target = AttributionTarget.Logit(parse.GetValue(position), parse.GetValue(token));
             using var ckpt = Checkpoint.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)),
                 new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle) });
-            var result = Attributor.Run(parse.GetValue(method)!, ckpt.Model, ids, target, options);
+            var result = Attributor.Run(ArgumentParsers.ParseAttributionMethod(parse.GetValue(method)!), ckpt.Model, ids, target, options);
             var outPath = parse.GetValue(output)!.FullName;
             result.SaveSafetensors(outPath);
-            Console.WriteLine($"{result.Method}: target token {result.Target.TokenId} at position {result.Target.Position}" +
+            Console.WriteLine($"{result.Method.Name()}: target token {result.Target.TokenId} at position {result.Target.Position}" +
                               (result.ConvergenceDelta is { } d ? $", convergence delta {d:G4} (F(x) − F(baseline) = {result.FInput - result.FBaseline:G4})" : ""));
             foreach (var w in result.Warnings) Console.Error.WriteLine($"warning: {w}");
             Console.WriteLine($"wrote {outPath}");

@@ -36,7 +36,7 @@ public static class DashboardCommand
             using var trace = ckpt.Model.RunWithCache(idTensor);
             var snapshot = TraceSnapshot.FromTrace(trace, ids, tokens);
             var rollout = AttentionRollout.Compute(ckpt.Model, idTensor);
-            var attributions = new[] { "ig", "saliency", "inputxgrad" }.Select(m => Attributor.Run(m, ckpt.Model, idTensor)).ToList();
+            var attributions = new[] { AttributionMethod.IntegratedGradients, AttributionMethod.Saliency, AttributionMethod.InputXGradient }.Select(m => Attributor.Run(m, ckpt.Model, idTensor)).ToList();
             var outPath = parse.GetValue(output)!.FullName;
             Dashboard.Save(ResultCharts.Dashboard($"{Path.GetFileName(ckpt.Directory)}: {string.Concat(tokens.Take(12))}", snapshot, rollout, attributions), outPath);
             Console.WriteLine($"dashboard of {ids.Length} tokens written to {outPath} (opens from disk, no network)");

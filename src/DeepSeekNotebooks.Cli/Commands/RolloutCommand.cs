@@ -27,7 +27,7 @@ public static class RolloutCommand
             using var ckpt = Checkpoint.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)),
                 new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle) });
             using var idTensor = tensor(ids, new long[] { 1, ids.Length });
-            var result = AttentionRollout.Compute(ckpt.Model, idTensor, CliParsing.ParseHeadFusion(parse.GetValue(fusion)!), parse.GetValue(discard));
+            var result = AttentionRollout.Compute(ckpt.Model, idTensor, ArgumentParsers.ParseHeadFusion(parse.GetValue(fusion)!), parse.GetValue(discard));
             var outPath = parse.GetValue(output)!.FullName;
             result.SaveSafetensors(outPath);
             Console.WriteLine($"rollout over {ckpt.Config.NumHiddenLayers} layers of {ids.Length} tokens; wrote {outPath}");

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using DeepSeekNotebooks.Analysis.Statistics;
 using DeepSeekNotebooks.Model;
 using DeepSeekNotebooks.Model.Tokenization;
 using DeepSeekNotebooks.Model.Tracing;
@@ -157,8 +158,8 @@ public static class Evaluation
             var load = Enumerable.Range(0, t.GetLength(1)).Select(e => Enumerable.Range(0, domains.Length).Sum(d => t[d, e])).ToArray();
             layers[l.ToString()] = new JsonObject
             {
-                ["nmi_domain_expert"] = LoadBalancing.NormalizedMutualInformation(t),
-                ["maxvio"] = LoadBalancing.MaxViolation(load),
+                ["nmi_domain_expert"] = FiniteOrNull(Information.NormalisedMutualInformation(Counts(t))),
+                ["maxvio"] = FiniteOrNull(Balance.MaxVio(load)),
                 ["load"] = new JsonArray(load.Select(x => (JsonNode?)x).ToArray()),
                 ["domain_expert_fraction"] = rows,
                 ["selection_bias"] = model.Layers[l].Moe!.Gate.SelectionBias is { } bias
@@ -169,7 +170,18 @@ public static class Evaluation
         {
             ["validation_loss_by_domain"] = perDomain,
             ["moe_layers"] = layers,
-            ["notes"] = "losses in nats/token on the first windows (128 tokens) of each domain's validation stream (instruct: packed validation pairs, answer tokens only, as trained in stage 3); unigram_domain uses that domain's training-token frequencies, unigram_global all training tokens (add-1/2 smoothing). domain_expert_fraction: share of a domain's (token, top-k slot) selections going to each expert. NMI = 2 I(domain; expert) / (H(domain) + H(expert)) over all selections. MaxVio = (max load - mean load) / mean load over all validation selections.",
+            ["notes"] = "losses in nats/token on the first windows (128 tokens) of each domain's validation stream (instruct: packed validation pairs, answer tokens only, as trained in stage 3); unigram_domain uses that domain's training-token frequencies, unigram_global all training tokens (add-1/2 smoothing). domain_expert_fraction: share of a domain's (token, top-k slot) selections going to each expert. NMI = 2 I(domain; expert) / (H(domain) + H(expert)) over all selections (DeepSeekNotebooks.Analysis.Statistics.Information). MaxVio = (max load - mean load) / mean load over all validation selections (Statistics.Balance); null when undefined.",
         };
+    }
+
+    private static JsonNode? FiniteOrNull(double x) => double.IsFinite(x) ? JsonValue.Create(x) : null;
+
+    /// <summary>The domain × expert selection counts as integers (they are sums of whole selections).</summary>
+    private static long[,] Counts(double[,] t)
+    {
+        var c = new long[t.GetLength(0), t.GetLength(1)];
+        for (int i = 0; i < t.GetLength(0); i++)
+            for (int j = 0; j < t.GetLength(1); j++) c[i, j] = checked((long)Math.Round(t[i, j]));
+        return c;
     }
 }

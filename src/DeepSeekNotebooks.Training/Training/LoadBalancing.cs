@@ -3,7 +3,8 @@ using static TorchSharp.torch;
 
 namespace DeepSeekNotebooks.Training.Training;
 
-/// <summary>DeepSeek-V3/V2 load-balancing pieces: balance losses, the auxiliary-loss-free bias update, MaxVio.</summary>
+/// <summary>DeepSeek-V3/V2 load-balancing pieces: balance losses and the auxiliary-loss-free bias update (MaxVio and the other
+/// balance statistics live in <see cref="DeepSeekNotebooks.Analysis.Statistics.Balance"/>).</summary>
 public static class LoadBalancing
 {
     /// <summary>
@@ -39,14 +40,6 @@ public static class LoadBalancing
         return counts.to(ScalarType.Float64).data<double>().ToArray();
     }
 
-    /// <summary>MaxVio = (max load − mean load) / mean load (DeepSeek-V3 / Wang et al. 2024); 0 when perfectly balanced.</summary>
-    public static double MaxViolation(IReadOnlyList<double> load)
-    {
-        if (load.Count == 0) return 0;
-        double mean = load.Average();
-        return mean <= 0 ? 0 : (load.Max() - mean) / mean;
-    }
-
     /// <summary>
     /// Auxiliary-loss-free update (DeepSeek-V3 §2.1.2): b_i ← b_i + γ·sign(mean load − load_i), so overloaded experts are
     /// selected less and underloaded ones more. Modifies <paramref name="bias"/> in place (no gradient).
@@ -59,29 +52,6 @@ public static class LoadBalancing
         using var _ = no_grad();
         using var d = tensor(delta, dtype: bias.dtype, device: bias.device);
         bias.add_(d);
-    }
-
-    /// <summary>Normalised mutual information 2·I(X;Y)/(H(X)+H(Y)) of a contingency table of counts [x, y]; 0 when either entropy is 0.</summary>
-    public static double NormalizedMutualInformation(double[,] counts)
-    {
-        int nx = counts.GetLength(0), ny = counts.GetLength(1);
-        double total = 0;
-        var px = new double[nx];
-        var py = new double[ny];
-        for (int i = 0; i < nx; i++)
-            for (int j = 0; j < ny; j++) { total += counts[i, j]; px[i] += counts[i, j]; py[j] += counts[i, j]; }
-        if (total <= 0) return 0;
-        double mi = 0, hx = 0, hy = 0;
-        for (int i = 0; i < nx; i++) if (px[i] > 0) hx -= px[i] / total * Math.Log(px[i] / total);
-        for (int j = 0; j < ny; j++) if (py[j] > 0) hy -= py[j] / total * Math.Log(py[j] / total);
-        for (int i = 0; i < nx; i++)
-            for (int j = 0; j < ny; j++)
-                if (counts[i, j] > 0)
-                {
-                    double pij = counts[i, j] / total;
-                    mi += pij * Math.Log(pij / (px[i] / total * (py[j] / total)));
-                }
-        return hx + hy <= 0 ? 0 : 2 * mi / (hx + hy);
     }
 }
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
+using DeepSeekNotebooks.Analysis.Statistics;
 using DeepSeekNotebooks.Model;
 using TorchSharp;
 
@@ -27,7 +28,8 @@ public sealed record StepRecord
     public required IReadOnlyDictionary<int, double[]> ExpertLoad { get; init; }
     /// <summary>Per MoE layer: selection bias after this step's update.</summary>
     public required IReadOnlyDictionary<int, float[]> SelectionBias { get; init; }
-    public IReadOnlyDictionary<int, double> MaxVio => ExpertLoad.ToDictionary(kv => kv.Key, kv => LoadBalancing.MaxViolation(kv.Value));
+    /// <summary>Per MoE layer: <see cref="Balance.MaxVio(IReadOnlyList{double})"/> of <see cref="ExpertLoad"/> (NaN if nothing was routed).</summary>
+    public IReadOnlyDictionary<int, double> MaxVio => ExpertLoad.ToDictionary(kv => kv.Key, kv => Balance.MaxVio(kv.Value));
 }
 
 /// <summary>
@@ -122,8 +124,9 @@ public sealed class TelemetryWriter : IDisposable
         {
             var load = r.ExpertLoad.GetValueOrDefault(l) ?? new double[_experts];
             var bias = r.SelectionBias.GetValueOrDefault(l) ?? new float[_experts];
-            var mv = LoadBalancing.MaxViolation(load);
-            values[$"maxvio_L{l}"] = F(mv);
+            // MaxVio of a layer whose load was not recorded, or of an all-zero load, is undefined: an empty cell / null.
+            double? mv = r.ExpertLoad.ContainsKey(l) && Balance.MaxVio(load) is var m && double.IsFinite(m) ? m : null;
+            values[$"maxvio_L{l}"] = mv is { } maxVio ? F(maxVio) : "";
             for (int e = 0; e < _experts; e++) { values[$"load_L{l}_e{e}"] = F(load[e]); values[$"bias_L{l}_e{e}"] = F(bias[e]); }
             layers[l.ToString(CultureInfo.InvariantCulture)] = new JsonObject
             {
@@ -148,7 +151,7 @@ public sealed class TelemetryWriter : IDisposable
             if (r.ValidationLossByDomain is not null) foreach (var (d, x) in r.ValidationLossByDomain) tb.add_scalar($"val/loss_{d}", (float)x, s);
             foreach (var l in _moeLayers)
             {
-                if (r.ExpertLoad.TryGetValue(l, out var load)) tb.add_scalar($"moe/L{l}/maxvio", (float)LoadBalancing.MaxViolation(load), s);
+                if (r.ExpertLoad.TryGetValue(l, out var load) && Balance.MaxVio(load) is var mv && double.IsFinite(mv)) tb.add_scalar($"moe/L{l}/maxvio", (float)mv, s);
                 if (r.SelectionBias.TryGetValue(l, out var bias))
                     for (int e = 0; e < bias.Length; e++) tb.add_scalar($"moe/L{l}/bias_e{e}", bias[e], s);
             }

@@ -1,3 +1,4 @@
+using DeepSeekNotebooks.Analysis.Attention;
 using Plotly.NET;
 using static DeepSeekNotebooks.Visualization.Charts.Fig;
 
@@ -10,26 +11,22 @@ public static class AttentionCharts
     /// One head's attention: rows = query tokens (top to bottom), columns = key tokens; colour = attention weight.
     /// With <paramref name="causalMask"/> the upper triangle (key after query) is left blank.
     /// </summary>
-    public static GenericChart Heatmap(IReadOnlyList<string> queryTokens, IReadOnlyList<string> keyTokens, float[,] weights,
+    public static GenericChart Heatmap(IReadOnlyList<string> queryTokens, IReadOnlyList<string> keyTokens, AttentionMatrix weights,
         string title = "Attention", bool causalMask = false)
     {
-        RequireLength(queryTokens.Count, weights.GetLength(0), "weights rows (queries)");
-        RequireLength(keyTokens.Count, weights.GetLength(1), "weights columns (keys)");
-        var trace = AttentionTrace(queryTokens, keyTokens, weights, causalMask, "attention weight (softmax probability)", visible: true);
+        ArgumentNullException.ThrowIfNull(weights);
+        RequireLength(queryTokens.Count, weights.Queries, "weights rows (queries)");
+        RequireLength(keyTokens.Count, weights.Keys, "weights columns (keys)");
+        var trace = AttentionTrace(queryTokens, keyTokens, weights.ToArray(), causalMask, "attention weight (softmax probability)", visible: true);
         return Chart(new[] { trace }, title, AttentionLayout(queryTokens, keyTokens));
     }
-
-    /// <inheritdoc cref="Heatmap(IReadOnlyList{string}, IReadOnlyList{string}, float[,], string, bool)"/>
-    public static GenericChart Heatmap(IReadOnlyList<string> queryTokens, IReadOnlyList<string> keyTokens, float[][] weights,
-        string title = "Attention", bool causalMask = false)
-        => Heatmap(queryTokens, keyTokens, ToRect(weights), title, causalMask);
 
     /// <summary>
     /// All layers × heads in one interactive figure: one heatmap per (layer, head), a slider stepping through every
     /// (layer, head) pair and a dropdown jumping to head 0 of a layer. <paramref name="weights"/> is
-    /// [layer][head][query, key]. The causal upper triangle is blank when <paramref name="causalMask"/> (default).
+    /// [layer][head], each [query, key]. The causal upper triangle is blank when <paramref name="causalMask"/> (default).
     /// </summary>
-    public static GenericChart LayerHeadGrid(IReadOnlyList<string> tokens, float[][][,] weights,
+    public static GenericChart LayerHeadGrid(IReadOnlyList<string> tokens, AttentionMatrix[][] weights,
         string title = "Attention by layer and head", bool causalMask = true, IReadOnlyList<int>? layerIds = null)
     {
         int layers = weights.Length;
@@ -40,11 +37,11 @@ public static class AttentionCharts
         for (int l = 0; l < layers; l++)
             for (int h = 0; h < weights[l].Length; h++)
             {
-                var w = weights[l][h];
-                RequireLength(tokens.Count, w.GetLength(0), $"layer {l} head {h} rows");
-                RequireLength(tokens.Count, w.GetLength(1), $"layer {l} head {h} columns");
+                var w = weights[l][h] ?? throw new ArgumentException($"layer {l} head {h} is null", nameof(weights));
+                RequireLength(tokens.Count, w.Queries, $"layer {l} head {h} rows");
+                RequireLength(tokens.Count, w.Keys, $"layer {l} head {h} columns");
                 int lid = layerIds?[l] ?? l;
-                var t = AttentionTrace(tokens, tokens, w, causalMask, "attention weight (softmax probability)", visible: traces.Count == 0);
+                var t = AttentionTrace(tokens, tokens, w.ToArray(), causalMask, "attention weight (softmax probability)", visible: traces.Count == 0);
                 t.SetProperty("name", $"L{lid} H{h}");
                 traces.Add(t);
                 labels.Add((lid, h));
@@ -78,11 +75,12 @@ public static class AttentionCharts
     }
 
     /// <summary>Attention rollout (cumulative attention flow from the input up to the last layer).</summary>
-    public static GenericChart Rollout(IReadOnlyList<string> tokens, float[,] rollout, string title = "Attention rollout")
+    public static GenericChart Rollout(IReadOnlyList<string> tokens, AttentionMatrix rollout, string title = "Attention rollout")
     {
-        RequireLength(tokens.Count, rollout.GetLength(0), "rollout rows");
-        RequireLength(tokens.Count, rollout.GetLength(1), "rollout columns");
-        var trace = AttentionTrace(tokens, tokens, rollout, false, "rollout weight (cumulative attention flow)", visible: true);
+        ArgumentNullException.ThrowIfNull(rollout);
+        RequireLength(tokens.Count, rollout.Queries, "rollout rows");
+        RequireLength(tokens.Count, rollout.Keys, "rollout columns");
+        var trace = AttentionTrace(tokens, tokens, rollout.ToArray(), false, "rollout weight (cumulative attention flow)", visible: true);
         return Chart(new[] { trace }, title, AttentionLayout(tokens, tokens));
     }
 

@@ -1,3 +1,4 @@
+using DeepSeekNotebooks.Analysis.Statistics;
 using Plotly.NET;
 using static DeepSeekNotebooks.Visualization.Charts.Fig;
 
@@ -42,7 +43,7 @@ public static class AttributionCharts
         string title = "Attribution methods: rank correlation")
     {
         RequireLength(methods.Count, scores.Count, "scores (one series per method)");
-        return RankCorrelationHeatmap(methods, SpearmanMatrix(scores), title);
+        return RankCorrelationHeatmap(methods, Correlation.SpearmanMatrix(scores), title);
     }
 
     /// <summary>A precomputed method × method rank-correlation matrix as a heatmap in [−1, 1].</summary>
@@ -100,46 +101,4 @@ public static class AttributionCharts
     public static GenericChart IgConvergence(IReadOnlyList<int> nSteps, IReadOnlyList<double> delta,
         string title = "Integrated gradients: convergence")
         => IgConvergence(nSteps, new Dictionary<string, IReadOnlyList<double>> { ["integrated gradients"] = delta }, title);
-
-    /// <summary>Spearman ρ between two equally long series (average ranks for ties; NaN if either is constant).</summary>
-    public static double Spearman(IReadOnlyList<double> a, IReadOnlyList<double> b)
-    {
-        RequireLength(a.Count, b.Count, "second series");
-        double[] ra = Ranks(a), rb = Ranks(b);
-        double ma = ra.Average(), mb = rb.Average(), num = 0, da = 0, db = 0;
-        for (int i = 0; i < ra.Length; i++)
-        {
-            num += (ra[i] - ma) * (rb[i] - mb);
-            da += (ra[i] - ma) * (ra[i] - ma);
-            db += (rb[i] - mb) * (rb[i] - mb);
-        }
-        return da == 0 || db == 0 ? double.NaN : num / Math.Sqrt(da * db);
-    }
-
-    /// <summary>Pairwise <see cref="Spearman"/> matrix.</summary>
-    public static double[,] SpearmanMatrix(IReadOnlyList<IReadOnlyList<double>> series)
-    {
-        int m = series.Count;
-        var r = new double[m, m];
-        for (int i = 0; i < m; i++)
-            for (int j = i; j < m; j++)
-                r[i, j] = r[j, i] = i == j ? 1.0 : Spearman(series[i], series[j]);
-        return r;
-    }
-
-    private static double[] Ranks(IReadOnlyList<double> v)
-    {
-        int n = v.Count;
-        var idx = Enumerable.Range(0, n).OrderBy(i => v[i]).ToArray();
-        var ranks = new double[n];
-        for (int s = 0; s < n;)
-        {
-            int e = s;
-            while (e + 1 < n && v[idx[e + 1]] == v[idx[s]]) e++;
-            double avg = (s + e) / 2.0 + 1;
-            for (int k = s; k <= e; k++) ranks[idx[k]] = avg;
-            s = e + 1;
-        }
-        return ranks;
-    }
 }

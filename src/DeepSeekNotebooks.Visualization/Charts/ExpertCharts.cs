@@ -1,3 +1,4 @@
+using DeepSeekNotebooks.Analysis.Experts;
 using Plotly.NET;
 using static DeepSeekNotebooks.Visualization.Charts.Fig;
 
@@ -63,16 +64,19 @@ public static class ExpertCharts
     }
 
     /// <summary>
-    /// Routing Sankey: tokens → selected experts of the first layer → … → last layer. <paramref name="experts"/> and
-    /// <paramref name="weights"/> are [layer][token][k] (top-k expert ids and their gate weights). Weights are
-    /// normalised per (token, layer) so each token carries flow 1; the link from expert a (layer i) to expert b
-    /// (layer i+1) carries Σ_tokens w(t,i,a)·w(t,i+1,b), so link width = routing-weight mass.
+    /// Routing Sankey: tokens → selected experts of the first MoE block → … → last block, one column per entry of
+    /// <paramref name="routing"/> (in the given order; each holds one decision per token). Weights are normalised per
+    /// (token, block) so each token carries flow 1; the link from expert a (block i) to expert b (block i+1) carries
+    /// Σ_tokens w(t,i,a)·w(t,i+1,b), so link width = routing-weight mass.
     /// </summary>
-    public static GenericChart RoutingSankey(IReadOnlyList<string> tokens, int[][][] experts, float[][][] weights,
-        IReadOnlyList<int>? layerIds = null, string title = "Token routing across layers")
+    /// <exception cref="ArgumentException">A block's token count differs from <paramref name="tokens"/>, or a token's experts and weights differ in length.</exception>
+    public static GenericChart RoutingSankey(IReadOnlyList<string> tokens, IReadOnlyList<LayerRouting> routing, string title = "Token routing across layers")
     {
-        int layers = experts.Length;
-        RequireLength(layers, weights.Length, "weights layers");
+        ArgumentNullException.ThrowIfNull(tokens);
+        ArgumentNullException.ThrowIfNull(routing);
+        int layers = routing.Count;
+        foreach (var r in routing) r.Validate(tokens.Count);
+        var layerIds = routing.Select(r => r.Layer).ToArray();
         var layerLabels = LayerLabels(layers, layerIds);
         var nodes = new List<string>();
         var nodeIndex = new Dictionary<(int Layer, int Expert), int>();
@@ -91,10 +95,9 @@ public static class ExpertCharts
         void Add(int s, int d, double v) { if (v > 0) links[(s, d)] = links.GetValueOrDefault((s, d)) + v; }
         (int E, double W)[] Norm(int l, int t)
         {
-            RequireLength(tokens.Count, experts[l].Length, $"experts[{l}] tokens");
-            RequireLength(experts[l][t].Length, weights[l][t].Length, $"weights[{l}][{t}]");
-            double sum = weights[l][t].Sum(w => Math.Max(0, (double)w));
-            return experts[l][t].Select((e, k) => (e, sum > 0 ? Math.Max(0, weights[l][t][k]) / sum : 1.0 / experts[l][t].Length)).ToArray();
+            var d = routing[l].Tokens[t];
+            double sum = d.Weights.Sum(w => Math.Max(0, (double)w));
+            return d.Experts.Select((e, k) => (e, sum > 0 ? Math.Max(0, (double)d.Weights[k]) / sum : 1.0 / d.Experts.Length)).ToArray();
         }
         for (int t = 0; t < tokens.Count && layers > 0; t++)
         {

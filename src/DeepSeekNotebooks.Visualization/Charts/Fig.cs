@@ -102,18 +102,6 @@ internal static class Fig
         return z;
     }
 
-    public static float[,] ToRect(float[][] jagged)
-    {
-        int r = jagged.Length, c = r == 0 ? 0 : jagged[0].Length;
-        var m = new float[r, c];
-        for (int i = 0; i < r; i++)
-        {
-            if (jagged[i].Length != c) throw new ArgumentException("Jagged matrix rows differ in length.", nameof(jagged));
-            for (int j = 0; j < c; j++) m[i, j] = jagged[i][j];
-        }
-        return m;
-    }
-
     public static void RequireLength(int expected, int actual, string what)
     {
         if (expected != actual) throw new ArgumentException($"{what}: expected length {expected}, got {actual}.");

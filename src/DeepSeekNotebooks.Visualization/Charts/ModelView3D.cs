@@ -1,3 +1,4 @@
+using DeepSeekNotebooks.Analysis.Experts;
 using System.Globalization;
 using DeepSeekNotebooks.Visualization.Html;
 using Plotly.NET;
@@ -26,17 +27,17 @@ public static class ModelView3D
 
     /// <summary>
     /// Builds the 3D view. <paramref name="tokens"/> and <paramref name="routing"/> are optional; when
-    /// <paramref name="routing"/> is given, <paramref name="tokens"/> is required and every <see cref="RoutingLayer"/>
+    /// <paramref name="routing"/> is given, <paramref name="tokens"/> is required and every <see cref="LayerRouting"/>
     /// must name an MoE block of <paramref name="architecture"/> and have one entry per token.
     /// </summary>
     public static GenericChart Build(ModelArchitecture architecture, IReadOnlyList<string>? tokens = null,
-        IReadOnlyList<RoutingLayer>? routing = null, string? title = null)
+        IReadOnlyList<LayerRouting>? routing = null, string? title = null)
     {
         ArgumentNullException.ThrowIfNull(architecture);
         architecture.Validate();
         var arch = architecture;
         int L = arch.Layers.Count, H = arch.AttentionHeads, E = arch.RoutedExperts, S = arch.SharedExperts;
-        routing ??= Array.Empty<RoutingLayer>();
+        routing ??= Array.Empty<LayerRouting>();
         if (routing.Count > 0 && tokens is null) throw new ArgumentException("Routing flows need the token strings.", nameof(tokens));
         foreach (var r in routing)
         {
@@ -146,7 +147,7 @@ public static class ModelView3D
 
         // --- routing flows: per token a path along the residual stream plus one branch per selected expert,
         //     binned by weight onto FlowWidths (plotly draws one width per trace).
-        double maxW = routing.SelectMany(r => r.Tokens).SelectMany(t => t.Weights).Where(double.IsFinite).Select(Math.Abs).DefaultIfEmpty(0).Max();
+        double maxW = routing.SelectMany(r => r.Tokens).SelectMany(t => t.Weights).Select(w => (double)w).Where(double.IsFinite).Select(Math.Abs).DefaultIfEmpty(0).Max();
         for (int t = 0; t < nTok && routing.Count > 0; t++)
         {
             string color = Palette[t % Palette.Length];
@@ -215,7 +216,7 @@ public static class ModelView3D
 
     /// <summary>The 3D view as a complete offline page (plotly.js inline, no network).</summary>
     public static string Page(ModelArchitecture architecture, IReadOnlyList<string>? tokens = null,
-        IReadOnlyList<RoutingLayer>? routing = null, string? title = null)
+        IReadOnlyList<LayerRouting>? routing = null, string? title = null)
     {
         var chart = Build(architecture, tokens, routing, title);
         return HtmlReport.PageFor(chart, title ?? $"{architecture.Name}: 3D model view");

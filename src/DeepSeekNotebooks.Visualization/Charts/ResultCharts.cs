@@ -1,3 +1,4 @@
+using DeepSeekNotebooks.Analysis.Experts;
 using DeepSeekNotebooks.Analysis.Attention;
 using DeepSeekNotebooks.Analysis.Attribution;
 using DeepSeekNotebooks.Analysis.Tracing;
@@ -18,16 +19,16 @@ public static class ResultCharts
     /// <summary>Bar chart of per-token attribution (sum over embedding dimensions), titled with the method and target.</summary>
     public static GenericChart TokenScores(AttributionResult r, bool useNorms = false) =>
         AttributionCharts.TokenScores(Labels(r), (useNorms ? r.TokenNorms : r.TokenSums).Select(v => (double)v).ToArray(),
-            $"{r.Method}: attribution to {TargetText(r)}", r.Method);
+            $"{r.Method.Name()}: attribution to {TargetText(r)}", r.Method.Name());
 
     /// <summary>The attribution as coloured text (red positive, blue negative) with the exact score on hover.</summary>
     public static TokenAttributionView TokenView(AttributionResult r) =>
-        new(Labels(r), r.TokenSums.Select(v => (double)v).ToArray(), $"{r.Method}: attribution to {TargetText(r)}", r.Method);
+        new(Labels(r), r.TokenSums.Select(v => (double)v).ToArray(), $"{r.Method.Name()}: attribution to {TargetText(r)}", r.Method.Name());
 
-    /// <summary>Rollout heatmap of a rollout or attention-flow result.</summary>
+    /// <summary>Rollout heatmap of a rollout or attention-flow result, titled by its method (<c>Attention rollout</c>, <c>Attention flow</c>).</summary>
     public static GenericChart Rollout(RolloutResult r) =>
         AttentionCharts.Rollout(r.Tokens ?? r.TokenIds?.Select(i => i.ToString()).ToArray() ?? Enumerable.Range(0, r.SequenceLength).Select(i => i.ToString()).ToArray(),
-            r.Matrix, r.Method == "rollout" ? "Attention rollout" : $"Attention {r.Method}");
+            r.Matrix, r.Method.DisplayName());
 
     /// <summary>All layers × heads of a traced sequence in one interactive figure.</summary>
     public static GenericChart Attention(TraceSnapshot s) => AttentionCharts.LayerHeadGrid(s.Tokens, s.Attention);
@@ -38,16 +39,11 @@ public static class ResultCharts
 
     /// <summary>Tokens → experts across the MoE blocks, link width = routing weight.</summary>
     public static GenericChart RoutingSankey(TraceSnapshot s) =>
-        ExpertCharts.RoutingSankey(s.Tokens, s.Routing.Select(r => r.Experts).ToArray(), s.Routing.Select(r => r.Weights).ToArray(),
-            s.Routing.Select(r => r.Layer).ToArray());
-
-    /// <summary>The routing of a traced sequence in the form the 3D view and the dashboard take.</summary>
-    public static IReadOnlyList<RoutingLayer> Routing(TraceSnapshot s) =>
-        s.Routing.Select(r => RoutingLayer.From(r.Layer, r.Experts, r.Weights)).ToArray();
+        ExpertCharts.RoutingSankey(s.Tokens, s.Routing);
 
     /// <summary>The 3D architecture view with this sequence's routing drawn as flows.</summary>
     public static GenericChart ModelView(DeepSeekNotebooks.Model.DeepSeekConfig config, TraceSnapshot s, string? title = null) =>
-        ModelView3D.Build(ModelArchitecture.From(config), s.Tokens, Routing(s), title);
+        ModelView3D.Build(ModelArchitecture.From(config), s.Tokens, s.Routing, title);
 
     /// <summary>
     /// Everything the one-file dashboard shows for one input: attention and routing from the trace, the rollout, and
@@ -55,12 +51,8 @@ public static class ResultCharts
     /// </summary>
     public static DashboardData Dashboard(string title, TraceSnapshot s, RolloutResult? rollout = null, IEnumerable<AttributionResult>? attributions = null)
     {
-        float[][]? roll = rollout is null ? null
-            : Enumerable.Range(0, rollout.SequenceLength).Select(rollout.Row).ToArray();
-        var attention = s.Attention.Select(layer => layer.Select(head =>
-            Enumerable.Range(0, head.GetLength(0)).Select(q => Enumerable.Range(0, head.GetLength(1)).Select(k => head[q, k]).ToArray()).ToArray()).ToArray()).ToArray();
-        var scores = attributions?.ToDictionary(a => a.Method, a => a.TokenSums.Select(v => (double)v).ToArray());
-        return new DashboardData(title, s.Tokens, attention, roll, scores, Routing(s), s.RoutedExperts);
+        var scores = attributions?.ToDictionary(a => a.Method.Name(), a => a.TokenSums.Select(v => (double)v).ToArray());
+        return new DashboardData(title, s.Tokens, s.Attention, rollout?.Matrix, scores, s.Routing, s.RoutedExperts);
     }
 
     private static string TargetText(AttributionResult r) =>

@@ -1,3 +1,5 @@
+using DeepSeekNotebooks.Analysis.Attention;
+using DeepSeekNotebooks.Analysis.Experts;
 using System.Reflection;
 using System.Text;
 using System.Text.Json;
@@ -130,13 +132,13 @@ public static class Dashboard
         return Encoding.UTF8.GetString(ms.ToArray());
     }
 
-    private static void Matrix(Utf8JsonWriter w, float[][] m)
+    private static void Matrix(Utf8JsonWriter w, AttentionMatrix m)
     {
         w.WriteStartArray();
-        foreach (var row in m)
+        for (int q = 0; q < m.Queries; q++)
         {
             w.WriteStartArray();
-            foreach (var v in row) { if (float.IsFinite(v)) w.WriteNumberValue(v); else w.WriteNullValue(); }
+            for (int k = 0; k < m.Keys; k++) { float v = m[q, k]; if (float.IsFinite(v)) w.WriteNumberValue(v); else w.WriteNullValue(); }
             w.WriteEndArray();
         }
         w.WriteEndArray();

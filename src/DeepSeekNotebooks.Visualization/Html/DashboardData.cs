@@ -1,3 +1,5 @@
+using DeepSeekNotebooks.Analysis.Attention;
+using DeepSeekNotebooks.Analysis.Experts;
 namespace DeepSeekNotebooks.Visualization.Html;
 
 /// <summary>
@@ -7,18 +9,18 @@ namespace DeepSeekNotebooks.Visualization.Html;
 /// </summary>
 /// <param name="Title">Page title (escaped).</param>
 /// <param name="Tokens">The input tokens as strings (escaped; whitespace made visible).</param>
-/// <param name="Attention">Attention probabilities [layer][head][query][key], each query/key dimension = token count.</param>
-/// <param name="Rollout">Attention rollout [query][key].</param>
+/// <param name="Attention">Attention probabilities [layer][head], each [query, key] with both dimensions = token count.</param>
+/// <param name="Rollout">Attention rollout [query, key].</param>
 /// <param name="Attributions">Attribution method name → one score per token (e.g. "Integrated gradients").</param>
 /// <param name="Routing">Per MoE layer: each token's selected experts and gate weights.</param>
 /// <param name="RoutedExperts">Routed experts per MoE layer (x axis of the routing chart); default: largest id + 1.</param>
 public sealed record DashboardData(
     string Title,
     IReadOnlyList<string> Tokens,
-    float[][][][]? Attention = null,
-    float[][]? Rollout = null,
+    AttentionMatrix[][]? Attention = null,
+    AttentionMatrix? Rollout = null,
     IReadOnlyDictionary<string, double[]>? Attributions = null,
-    IReadOnlyList<RoutingLayer>? Routing = null,
+    IReadOnlyList<LayerRouting>? Routing = null,
     int? RoutedExperts = null)
 {
     /// <summary>Throws <see cref="ArgumentException"/> when a part's shape does not match the token count.</summary>
@@ -46,9 +48,9 @@ public sealed record DashboardData(
         if (RoutedExperts is < 1) throw new ArgumentException("RoutedExperts must be ≥ 1.");
     }
 
-    private static void Square(float[][]? m, string what, int n)
+    private static void Square(AttentionMatrix? m, string what, int n)
     {
-        if (m is null || m.Length != n || m.Any(r => r is null || r.Length != n))
-            throw new ArgumentException($"{what} must be {n}×{n} (tokens × tokens).");
+        if (m is null || m.Queries != n || m.Keys != n)
+            throw new ArgumentException($"{what} must be {n}×{n} (tokens × tokens), got {(m is null ? "null" : $"{m.Queries}×{m.Keys}")}.");
     }
 }

@@ -115,9 +115,9 @@ public sealed class AttentionHeadAccumulator : IDatasetAccumulator, IMergeable<A
             for (int q = 1; q < s; q++)
             {
                 var row = pattern.AsSpan((h * s + q) * s, q + 1);
-                double ent = 0, max = 0;
-                foreach (var a in row) { if (a > 0) ent -= a * Math.Log(a); if (a > max) max = a; }
-                st.Entropy.Add(ent / Math.Log(q + 1));
+                double max = 0;
+                foreach (var a in row) if (a > max) max = a;
+                st.Entropy.Add(Information.NormalisedEntropy(row));
                 st.Sink.Add(row[0]);
                 if (row[0] > Epsilon) st.SinkQueries++;
                 st.MaxAttn.Add(max);

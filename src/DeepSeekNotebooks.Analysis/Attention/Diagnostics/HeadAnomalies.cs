@@ -1,4 +1,6 @@
 #pragma warning disable CS1573 // positional record parameters documented where not self-explanatory
+using DeepSeekNotebooks.Analysis.Statistics;
+
 namespace DeepSeekNotebooks.Analysis.Attention.Diagnostics;
 
 /// <summary>A head's robust z-scores over the dataset's heads and the resulting anomaly score.</summary>
@@ -10,7 +12,7 @@ public sealed record HeadAnomaly(int Layer, int Head, double Score, double Entro
 public static class HeadAnomalies
 {
     /// <summary>
-    /// Ranks heads by robust z-scores (Iglewicz &amp; Hoaglin 1993 modified z = 0.6745·(x − median)/MAD; when the MAD is 0 the
+    /// Ranks heads by robust z-scores (<see cref="Robust.ModifiedZ"/>: Iglewicz &amp; Hoaglin 1993 modified z = 0.6745·(x − median)/MAD; when the MAD is 0 the
     /// mean absolute deviation ×1.2533 is used, and when that is 0 too the z-score is 0) of normalised entropy, sink score
     /// and max-attention over all heads. Flags persistently over-active sinks (sink z &gt; threshold; cf. Gu et al. 2024 sink
     /// analysis), abnormally sparse heads (max-attention z &gt; threshold or entropy z &lt; −threshold) and abnormally diffuse
@@ -22,9 +24,9 @@ public static class HeadAnomalies
     {
         ArgumentNullException.ThrowIfNull(heads);
         if (heads.Count < 3) throw new ArgumentException($"need at least 3 heads to rank anomalies, got {heads.Count}", nameof(heads));
-        var ez = RobustZ(heads.Select(h => h.MeanEntropy).ToArray());
-        var sz = RobustZ(heads.Select(h => h.SinkScore).ToArray());
-        var mz = RobustZ(heads.Select(h => h.MeanMaxAttention).ToArray());
+        var ez = Robust.ModifiedZ(heads.Select(h => h.MeanEntropy).ToArray());
+        var sz = Robust.ModifiedZ(heads.Select(h => h.SinkScore).ToArray());
+        var mz = Robust.ModifiedZ(heads.Select(h => h.MeanMaxAttention).ToArray());
         return heads.Select((h, i) =>
         {
             var reasons = new List<string>();
@@ -34,29 +36,5 @@ public static class HeadAnomalies
             double score = new[] { Math.Abs(ez[i]), Math.Abs(sz[i]), Math.Abs(mz[i]) }.Max();
             return new HeadAnomaly(h.Layer, h.Head, score, ez[i], sz[i], mz[i], reasons.ToArray());
         }).OrderByDescending(a => a.Score).ThenBy(a => a.Layer).ThenBy(a => a.Head).ToArray();
-    }
-
-    /// <summary>Modified z-scores 0.6745·(x − median)/MAD of a sample (NaN inputs give NaN; see <see cref="Rank"/> for the MAD = 0 rule).</summary>
-    public static double[] RobustZ(IReadOnlyList<double> values)
-    {
-        ArgumentNullException.ThrowIfNull(values);
-        if (values.Count == 0) return Array.Empty<double>();
-        double med = Median(values.Where(v => !double.IsNaN(v)));
-        double mad = Median(values.Where(v => !double.IsNaN(v)).Select(v => Math.Abs(v - med)));
-        double scale;
-        if (mad > 0) scale = mad / 0.6745;
-        else
-        {
-            double meanAd = values.Where(v => !double.IsNaN(v)).Select(v => Math.Abs(v - med)).DefaultIfEmpty(0).Average();
-            scale = meanAd * 1.2533;
-        }
-        return values.Select(v => double.IsNaN(v) ? double.NaN : scale > 0 ? (v - med) / scale : 0).ToArray();
-    }
-
-    private static double Median(IEnumerable<double> values)
-    {
-        var s = values.Order().ToArray();
-        if (s.Length == 0) return double.NaN;
-        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
     }
 }
