@@ -59,7 +59,7 @@ public sealed class ForeignLibtorchTests : IDisposable
         string decoys = BuildDecoys();
         // A private cache (same packages) so that a regression's TorchSharp fallback copy cannot land in the real one.
         string cache = PrivateNuGetCache(withCpuFallbackCopy: false);
-        var mapped = RunSmokeNotebook(new Dictionary<string, string?> { ["LD_LIBRARY_PATH"] = decoys, ["NUGET_PACKAGES"] = cache });
+        var mapped = RunSmokeNotebook(new Dictionary<string, string?> { ["LD_LIBRARY_PATH"] = decoys, ["NUGET_PACKAGES"] = cache, ["HOME"] = PrivateHome() });
         Assert.DoesNotContain(mapped, p => p.StartsWith(decoys, StringComparison.Ordinal));
         AssertOneLibtorchFrom(mapped, RealPath(Path.Combine(cache, "libtorch-cpu-linux-x64", "2.10.0", "runtimes", "linux-x64", "native")));
     }
@@ -71,11 +71,17 @@ public sealed class ForeignLibtorchTests : IDisposable
         string cpu = Path.Combine(cache, "torchsharp", "0.107.0", "lib", "net8.0", "cpu");
         Assert.True(File.Exists(Path.Combine(cpu, "libtorch_cpu.so")) && File.Exists(Path.Combine(cpu, "libLibTorchSharp.so")));
 
-        var mapped = RunSmokeNotebook(new Dictionary<string, string?> { ["NUGET_PACKAGES"] = cache });
+        var mapped = RunSmokeNotebook(new Dictionary<string, string?> { ["NUGET_PACKAGES"] = cache, ["HOME"] = PrivateHome() });
 
         Assert.DoesNotContain(mapped, p => p.StartsWith(cpu, StringComparison.Ordinal));
         AssertOneLibtorchFrom(mapped, RealPath(Path.Combine(cache, "libtorch-cpu-linux-x64", "2.10.0", "runtimes", "linux-x64", "native")));
     }
+
+    /// <summary>
+    /// A private home folder: the kernel's package resolver caches its resolutions (absolute paths into the NuGet
+    /// cache) in ~/.packagemanagement, so with the real home it would keep using the real cache's folders.
+    /// </summary>
+    private string PrivateHome() => Directory.CreateDirectory(Path.Combine(_tmp, "home")).FullName;
 
     /// <summary>
     /// A private NuGet cache with the real cache's packages (symbolic links), except that torchsharp/0.107.0/lib/net8.0
