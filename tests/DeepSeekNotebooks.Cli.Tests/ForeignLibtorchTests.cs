@@ -132,6 +132,25 @@ public sealed class ForeignLibtorchTests : IDisposable
         Assert.Contains($"{Path.Combine(decoys, "libgomp-98b21ff3.so.1")} (from LD_LIBRARY_PATH) would be bound as libgomp-98b21ff3.so.1 for libtorch_cpu.so", log);
     }
 
+    [Fact]
+    public void Cli_trace_fails_naming_a_foreign_libtorch_already_loaded_into_the_process()
+    {
+        // Someone else (here LD_PRELOAD) mapped another libtorch_cpu.so before the kit ran: a second one would abort
+        // the process, so the kit refuses, naming the file and its folder.
+        string cli = Path.Combine(Root, "src", "DeepSeekNotebooks.Cli", "bin", "Debug", "net10.0", "deepseek-notebooks.dll");
+        Assert.True(File.Exists(cli), $"build the CLI first: {cli}");
+        string decoy = Path.Combine(BuildDecoys(["libtorch_cpu.so"]), "libtorch_cpu.so");
+
+        var (exit, log) = KernelSmokeTests.Run(Root,
+            [cli, "trace", "--checkpoint", Path.Combine(Root, "data", "checkpoints", "golden-tiny-hf"), "--input-ids", "303,211,294,53", "--out", Path.Combine(_tmp, "t.safetensors")],
+            TimeSpan.FromMinutes(2), new Dictionary<string, string?> { ["LD_PRELOAD"] = decoy });
+
+        Assert.True(exit == 1, $"expected the CLI's error exit code 1, got {exit}:\n{log}");
+        Assert.Contains($"A different libtorch is already loaded into this process: {decoy} (bound from {Path.GetDirectoryName(decoy)})", log);
+        Assert.Contains($"needs libtorch_cpu.so from {Path.Combine(Root, "src", "DeepSeekNotebooks.Cli", "bin", "Debug", "net10.0")}", log);
+        Assert.False(File.Exists(Path.Combine(_tmp, "t.safetensors")));
+    }
+
     /// <summary>Decoy shared objects named (and sonamed) like libtorch's files; each exports only a marker function.</summary>
     private string BuildDecoys(string[]? names = null)
     {

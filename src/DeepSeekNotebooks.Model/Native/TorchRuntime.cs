@@ -243,8 +243,8 @@ public static class TorchRuntime
                 Attempts.Add($"/proc/self/maps: {string.Join(", ", copies)} mapped");
                 throw new TorchLoadException(
                     $"A different libtorch is {(after ? "now" : "already")} loaded into this process: {foreign[0]} (bound from {Path.GetDirectoryName(foreign[0])}), " +
-                    $"but TorchSharp {typeof(torch).Assembly.GetName().Version} needs {file} from {expectedDir}, and only one libtorch can live in a process. " +
-                    "Something loaded it by name before the kit did (a Python-bound libtorch, or TorchSharp used before the kit's first call); " +
+                    $"but TorchSharp {NuGetVersion(typeof(torch).Assembly.GetName().Version?.ToString())} needs {file} from {expectedDir}, and only one libtorch can live in a process. " +
+                    "Something loaded it before the kit did (LD_PRELOAD, a Python-bound libtorch in the same process, or TorchSharp used before the kit's first call); " +
                     "start a fresh process (restart the kernel) and call TorchRuntime.EnsureLoaded() or Notebook.Setup() first.", Attempts);
             }
             if (after && copies.Count == 0)
