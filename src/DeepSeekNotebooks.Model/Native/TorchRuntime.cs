@@ -140,14 +140,18 @@ public static class TorchRuntime
         var original = Locate(NativeFile, "torchsharp", torchSharpVersion, torchAssembly, []);
         if (original is null)
             throw new TorchLoadException($"{NativeFile} (package torchsharp {torchSharpVersion}) was not found.", Attempts);
-        var libtorch = Locate("libtorch_cpu.so", LibtorchPackage, libtorchVersion, torchAssembly, [Path.GetDirectoryName(original)!]);
+        // Beside libLibTorchSharp.so first (an application's build output has both in one folder), unless that is
+        // TorchSharp's cpu/ fallback copy, which must not win over the libtorch package.
+        var originalDir = Path.GetDirectoryName(original)!;
+        bool fromFallbackCopy = originalDir == Path.Combine(Path.GetDirectoryName(torchAssembly.Location) ?? "", "cpu");
+        var libtorch = Locate("libtorch_cpu.so", LibtorchPackage, libtorchVersion, torchAssembly, fromFallbackCopy ? [] : [originalDir]);
         if (libtorch is null)
             throw new TorchLoadException($"libtorch_cpu.so (package {LibtorchPackage} {libtorchVersion ?? "?"}) was not found.", Attempts);
         var libtorchDir = Path.GetDirectoryName(libtorch)!;
 
         CheckMappedLibtorch(libtorchDir, after: false);
         var loaded = new HashSet<string>(StringComparer.Ordinal);
-        LoadDependencies(original, [libtorchDir, Path.GetDirectoryName(original)!], loaded);
+        LoadDependencies(original, [libtorchDir, originalDir], loaded);
         if (!loaded.Contains("libtorch_cpu.so"))
             throw new TorchLoadException($"{original} does not link against libtorch_cpu.so from {libtorchDir}; unexpected TorchSharp build.", Attempts);
 
