@@ -402,7 +402,7 @@ public sealed class Checkpoint : IDisposable
     /// <summary>Releases the model's native tensors and the native tokenizer.</summary>
     public void Dispose()
     {
-        Tokenizer?.Dispose();
-        Model.Dispose();
+        try { Tokenizer?.Dispose(); }
+        finally { Model.Dispose(); }
     }
 }
