@@ -52,10 +52,14 @@ public class KernelSmokeTests
         Assert.Contains(plain, s => s.Contains("tokenizer ids: 1,2"));
     }
 
-    private static (int Exit, string Log) Run(string workingDirectory, string[] args, TimeSpan timeout)
+    /// <summary>Runs <c>dotnet</c> with <paramref name="args"/>; <paramref name="environment"/> entries are set (null: removed).</summary>
+    internal static (int Exit, string Log) Run(string workingDirectory, string[] args, TimeSpan timeout,
+        IReadOnlyDictionary<string, string?>? environment = null)
     {
         var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (key, value) in environment ?? new Dictionary<string, string?>())
+            if (value is null) psi.Environment.Remove(key); else psi.Environment[key] = value;
         // Do not leak the test host's MSBuild settings into the child dotnet processes.
         foreach (var key in psi.Environment.Keys.Where(k => k.StartsWith("MSBuild", StringComparison.OrdinalIgnoreCase)).ToList())
             psi.Environment.Remove(key);

@@ -180,7 +180,7 @@ public class LoadBalancingTests
     }
 }
 
-public class TrainerTests
+public partial class TrainerTests
 {
     public TrainerTests() => TorchRuntime.EnsureLoaded();
 

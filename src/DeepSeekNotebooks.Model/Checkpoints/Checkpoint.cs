@@ -98,6 +98,7 @@ public sealed class Checkpoint : IDisposable
                 catch { model.Dispose(); throw; }
                 if (tokenizer.VocabularySize > config.VocabSize)
                 {
+                    tokenizer.Dispose();
                     model.Dispose();
                     throw new CheckpointException($"tokenizer.json has {tokenizer.VocabularySize} tokens but the model's vocab_size is {config.VocabSize}");
                 }
@@ -398,5 +399,10 @@ public sealed class Checkpoint : IDisposable
         }
     }
 
-    public void Dispose() => Model.Dispose();
+    /// <summary>Releases the model's native tensors and the native tokenizer.</summary>
+    public void Dispose()
+    {
+        try { Tokenizer?.Dispose(); }
+        finally { Model.Dispose(); }
+    }
 }

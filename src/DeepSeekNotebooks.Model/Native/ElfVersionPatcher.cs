@@ -84,6 +84,63 @@ internal static class ElfVersionPatcher
         return patched;
     }
 
+    /// <summary>The soname (<c>DT_SONAME</c>, null if none) and <c>DT_NEEDED</c> entries of a shared object.</summary>
+    internal sealed record DynamicInfo(string? Soname, IReadOnlyList<string> Needed);
+
+    /// <summary>
+    /// The <c>DT_SONAME</c> and <c>DT_NEEDED</c> entries (file names of the shared objects it links against) of an
+    /// ELF64 little-endian file, read with a few small reads so that large libraries (libtorch_cpu.so is 460 MB)
+    /// are not read whole.
+    /// </summary>
+    internal static DynamicInfo ReadDynamic(string path)
+    {
+        const uint ShtDynamic = 6;
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.RandomAccess);
+        byte[] Read(long offset, long count)
+        {
+            if (offset < 0 || count < 0 || offset + count > f.Length)
+                throw new InvalidDataException($"{path}: ELF structure points outside the file");
+            var buffer = new byte[count];
+            f.Position = offset;
+            f.ReadExactly(buffer);
+            return buffer;
+        }
+        var header = Read(0, Math.Min(64, f.Length));
+        if (header.Length < 64 || header[0] != 0x7f || header[1] != (byte)'E' || header[2] != (byte)'L' || header[3] != (byte)'F')
+            throw new InvalidDataException($"{path}: not an ELF file");
+        if (header[4] != 2 || header[5] != 1)
+            throw new InvalidDataException($"{path}: only 64-bit little-endian ELF files are supported");
+        long shoff = (long)BinaryPrimitives.ReadUInt64LittleEndian(header.AsSpan(0x28));
+        int shentsize = BinaryPrimitives.ReadUInt16LittleEndian(header.AsSpan(0x3A));
+        long shnum = BinaryPrimitives.ReadUInt16LittleEndian(header.AsSpan(0x3C));
+        if (shoff == 0 || shentsize < 64) return new DynamicInfo(null, []);
+        if (shnum == 0) shnum = (long)BinaryPrimitives.ReadUInt64LittleEndian(Read(shoff, shentsize).AsSpan(0x20)); // SHN_UNDEF holds the count
+        var sections = Read(shoff, shnum * shentsize);
+        var needed = new List<string>();
+        string? soname = null;
+        for (long i = 0; i < shnum; i++)
+        {
+            var sh = sections.AsSpan((int)(i * shentsize), shentsize);
+            if (BinaryPrimitives.ReadUInt32LittleEndian(sh[4..]) != ShtDynamic) continue;
+            var dynamic = Read((long)BinaryPrimitives.ReadUInt64LittleEndian(sh[0x18..]), (long)BinaryPrimitives.ReadUInt64LittleEndian(sh[0x20..]));
+            long link = BinaryPrimitives.ReadUInt32LittleEndian(sh[0x28..]);
+            if (link >= shnum) throw new InvalidDataException($"{path}: .dynamic links to a missing string table");
+            var strHeader = sections.AsSpan((int)(link * shentsize), shentsize);
+            var strtab = Read((long)BinaryPrimitives.ReadUInt64LittleEndian(strHeader[0x18..]), (long)BinaryPrimitives.ReadUInt64LittleEndian(strHeader[0x20..]));
+            for (int e = 0; e + 16 <= dynamic.Length; e += 16)
+            {
+                long tag = BinaryPrimitives.ReadInt64LittleEndian(dynamic.AsSpan(e));
+                if (tag == 0) break; // DT_NULL
+                if (tag is 1 or 14) // DT_NEEDED, DT_SONAME
+                {
+                    var value = ReadString(strtab, (uint)BinaryPrimitives.ReadUInt64LittleEndian(dynamic.AsSpan(e + 8)));
+                    if (tag == 1) needed.Add(value); else soname = value;
+                }
+            }
+        }
+        return new DynamicInfo(soname, needed);
+    }
+
     private static string ReadString(ReadOnlySpan<byte> strtab, uint offset)
     {
         if (offset >= strtab.Length) throw new InvalidDataException("string offset outside the string table");

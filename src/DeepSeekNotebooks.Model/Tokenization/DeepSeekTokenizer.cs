@@ -9,15 +9,21 @@ namespace DeepSeekNotebooks.Model.Tokenization;
 /// </summary>
 public sealed class DeepSeekTokenizer : IDisposable
 {
+    private static int s_live;
     private readonly Tokenizers.DotNet.Tokenizer _tokenizer;
     private readonly Dictionary<int, string> _idToToken;
+    private int _disposed;
 
     private DeepSeekTokenizer(string path, Tokenizers.DotNet.Tokenizer tokenizer, Dictionary<int, string> idToToken)
     {
         Path = path;
         _tokenizer = tokenizer;
         _idToToken = idToToken;
+        Interlocked.Increment(ref s_live);
     }
+
+    /// <summary>Native tokenizers created by this class and not yet disposed, process-wide (for the native-memory tests).</summary>
+    internal static int LiveCount => Volatile.Read(ref s_live);
 
     /// <summary>The file loaded.</summary>
     public string Path { get; }
@@ -62,5 +68,11 @@ public sealed class DeepSeekTokenizer : IDisposable
             return s.Length > 0 ? s : _idToToken.GetValueOrDefault((int)id, $"<{id}>");
         }).ToArray();
 
-    public void Dispose() => _tokenizer.Dispose();
+    /// <summary>Releases the native tokenizer (idempotent).</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _tokenizer.Dispose();
+        Interlocked.Decrement(ref s_live);
+    }
 }

@@ -105,7 +105,8 @@ public static class Trainer
                 metrics["exact_match_before_instruct"] = Evaluation.ExactMatch(model, data, tokenizer, run.ExactMatchPrompts).ToJson();
             observer.StageStarted(stageIndex, stage, stageStep);
             var trainable = model.parameters().Where(p => p.requires_grad).ToArray();
-            var optimizer = torch.optim.AdamW(trainable, stage.LearningRate, o.Beta1, o.Beta2, 1e-8, o.WeightDecay);
+            // Disposed on every way out of the stage (end, StopAfterSteps, cancellation, errors): it holds native state tensors.
+            using var optimizer = torch.optim.AdamW(trainable, stage.LearningRate, o.Beta1, o.Beta2, 1e-8, o.WeightDecay);
             if (stageStep > 0 && optimizerPath is not null && File.Exists(optimizerPath)) optimizer.load_state_dict(optimizerPath);
             optimizerPath = null;
             var named = model.named_parameters().Where(p => p.parameter.requires_grad).Select(p => (Group: GroupOf(p.name), p.parameter)).ToArray();
@@ -195,7 +196,6 @@ public static class Trainer
                 else if (stageStep % o.CheckpointEvery == 0)
                     SaveState(run.WorkDirectory, model, optimizer, new TrainState(stageIndex, stageStep, globalStep, elapsedBefore + clock.Elapsed.TotalSeconds, metrics), o);
             }
-            optimizer.Dispose();
             stageIndex++;
             stageStep = 0;
         }
