@@ -125,14 +125,12 @@ public sealed class GroupLimitedRoutingTests
     }
 
     [Fact]
-    public void MaxMaskableTop_IsCheapForADeepSeekV3SizedRouter()
+    public void MaxMaskableTop_ForADeepSeekV3SizedRouter_IsTheLargestHonouredR()
     {
         // 256 experts in 8 groups of 32, 4 groups kept, top-8 with bias: every kept group keeps ≥ 2 unmasked experts while
         // at least 4 groups stay finite, so masking is honoured far beyond a single group's size.
         var v3 = (DeepSeekConfig.TinyFullFeatured with { NRoutedExperts = 256, NGroup = 8, TopkGroup = 4, NumExpertsPerTok = 8 }).Validate();
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        int maxR = ExpertAblation.MaxMaskableTop(v3);
-        Assert.True(clock.ElapsedMilliseconds < 1000, $"{clock.ElapsedMilliseconds} ms");
+        int maxR = ExpertAblation.MaxMaskableTop(v3);   // closed form: no enumeration of the C(256, r) masks
         Assert.InRange(maxR, 4 * 30, 256 - 8);
         Assert.True(ExpertAblation.WorstCaseSelectable(v3, maxR) >= 8);
         if (maxR < 248) Assert.True(ExpertAblation.WorstCaseSelectable(v3, maxR + 1) < 8);
