@@ -28,32 +28,27 @@ public static class Information
     /// sum to 0 or the span is empty.
     /// </summary>
     /// <exception cref="ArgumentException">A negative or NaN weight.</exception>
-    public static double Entropy(ReadOnlySpan<double> weights)
-    {
-        double total = 0;
-        for (int i = 0; i < weights.Length; i++)
-        {
-            if (!(weights[i] >= 0)) throw new ArgumentException($"weights must be non-negative numbers, got {weights[i]} at index {i}", nameof(weights));
-            total += weights[i];
-        }
-        if (total == 0) return double.NaN;
-        double h = 0;
-        foreach (var w in weights) if (w > 0) { double p = w / total; h -= p * Math.Log(p); }
-        return h;
-    }
+    public static double Entropy(ReadOnlySpan<double> weights) => WeightEntropy(weights);
 
     /// <inheritdoc cref="Entropy(ReadOnlySpan{double})"/>
-    public static double Entropy(ReadOnlySpan<float> weights)
+    public static double Entropy(ReadOnlySpan<float> weights) => WeightEntropy(weights);
+
+    private static double WeightEntropy<T>(ReadOnlySpan<T> weights) where T : System.Numerics.INumberBase<T>
     {
         double total = 0;
         for (int i = 0; i < weights.Length; i++)
         {
-            if (!(weights[i] >= 0)) throw new ArgumentException($"weights must be non-negative numbers, got {weights[i]} at index {i}", nameof(weights));
-            total += weights[i];
+            double w = double.CreateChecked(weights[i]);
+            if (!(w >= 0)) throw new ArgumentException($"weights must be non-negative numbers, got {w} at index {i}", nameof(weights));
+            total += w;
         }
         if (total == 0) return double.NaN;
         double h = 0;
-        foreach (var w in weights) if (w > 0) { double p = w / total; h -= p * Math.Log(p); }
+        foreach (var v in weights)
+        {
+            double w = double.CreateChecked(v);
+            if (w > 0) { double p = w / total; h -= p * Math.Log(p); }
+        }
         return h;
     }
 
