@@ -21,7 +21,7 @@ public static class TrainingData
         CorpusFile.Write(corpusDirectory, docs, options);
         var vocab = ByteLevelBpeTrainer.Train(docs.Where(d => d.Split == Splits.Train).Select(d => d.Text), vocabSize);
         var tokenizerPath = Path.Combine(corpusDirectory, "tokenizer.json");
-        CorpusFile.AtomicWrite(tokenizerPath, ByteLevelBpeTrainer.ToTokenizerJson(vocab));
+        DeepSeekNotebooks.Model.IO.AtomicFile.WriteAllText(tokenizerPath, ByteLevelBpeTrainer.ToTokenizerJson(vocab));
         return (docs, tokenizerPath);
     }
 }

@@ -111,7 +111,7 @@ public static class TrainCommand
             if (!File.Exists(tokenizerPath))
             {
                 var vocab = ByteLevelBpeTrainer.Train(docs.Where(d => d.Split == Splits.Train).Select(d => d.Text), s.VocabSize);
-                CorpusFile.AtomicWrite(tokenizerPath, ByteLevelBpeTrainer.ToTokenizerJson(vocab));
+                DeepSeekNotebooks.Model.IO.AtomicFile.WriteAllText(tokenizerPath, ByteLevelBpeTrainer.ToTokenizerJson(vocab));
             }
         }
         int vocabSize;

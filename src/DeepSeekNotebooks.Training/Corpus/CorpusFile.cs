@@ -29,7 +29,7 @@ public static class CorpusFile
             sb.Append(o.ToJsonString()).Append('\n');
         }
         var text = sb.ToString();
-        AtomicWrite(Path.Combine(directory, FileName), text);
+        DeepSeekNotebooks.Model.IO.AtomicFile.WriteAllText(Path.Combine(directory, FileName), text);
         var counts = new JsonObject();
         foreach (var g in docs.GroupBy(d => d.Domain))
         {
@@ -53,7 +53,7 @@ public static class CorpusFile
             ["sha256"] = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text))),
             ["columns"] = "id: unique document id; domain: prose|arithmetic|code|records|instruct; split: train|validation|test; text: the document; prompt/answer: instruction pairs only (text = prompt + answer)",
         };
-        AtomicWrite(Path.Combine(directory, ManifestName), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        DeepSeekNotebooks.Model.IO.AtomicFile.WriteAllText(Path.Combine(directory, ManifestName), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
     /// <summary>
@@ -101,13 +101,5 @@ public static class CorpusFile
             foreach (var split in new[] { Splits.Train, Splits.Validation })
                 if (!docs.Any(d => d.Domain == domain && d.Split == split))
                     throw new CorpusException($"{source}: domain '{domain}' has no {split} documents");
-    }
-
-    /// <summary>Writes a text file through a temporary file and a rename.</summary>
-    public static void AtomicWrite(string path, string text)
-    {
-        var tmp = path + $".{Environment.ProcessId}.tmp";
-        File.WriteAllText(tmp, text);
-        File.Move(tmp, path, overwrite: true);
     }
 }

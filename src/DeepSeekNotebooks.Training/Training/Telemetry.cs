@@ -90,13 +90,13 @@ public sealed class TelemetryWriter : IDisposable
         {
             var lines = File.ReadAllLines(csv);
             var kept = lines.Take(1).Concat(lines.Skip(1).Where(l => int.Parse(l.Split(',')[0], CultureInfo.InvariantCulture) <= globalStep));
-            CorpusIo.AtomicWrite(csv, string.Join("\n", kept) + "\n");
+            DeepSeekNotebooks.Model.IO.AtomicFile.WriteAllText(csv, string.Join("\n", kept) + "\n");
         }
         var jsonl = Path.Combine(directory, "steps.jsonl");
         if (File.Exists(jsonl))
         {
             var kept = File.ReadAllLines(jsonl).Where(l => l.Length > 0 && JsonNode.Parse(l)!["global_step"]!.GetValue<int>() <= globalStep);
-            CorpusIo.AtomicWrite(jsonl, string.Concat(kept.Select(l => l + "\n")));
+            DeepSeekNotebooks.Model.IO.AtomicFile.WriteAllText(jsonl, string.Concat(kept.Select(l => l + "\n")));
         }
     }
 
@@ -162,9 +162,4 @@ public sealed class TelemetryWriter : IDisposable
     private static string I(int x) => x.ToString(CultureInfo.InvariantCulture);
 
     public void Dispose() { }
-}
-
-internal static class CorpusIo
-{
-    internal static void AtomicWrite(string path, string text) => Corpus.CorpusFile.AtomicWrite(path, text);
 }
