@@ -132,4 +132,26 @@ public class ArchitectureCostTests
         Assert.InRange(cost.TotalParameters, 235_500_000_000, 236_999_999_999);
         Assert.InRange(cost.ActiveParametersPerToken, 20_500_000_000, 21_499_999_999);
     }
+
+    [Fact]
+    public void KimiK2Shape_AtRealSize_IsAbout1TTotal_32BActive()
+    {
+        // Kimi K2 (model card: 1T total, 32B activated) is DeepseekV3ForCausalLM under model_type "kimi_k2" with 384
+        // experts, 64 heads, one dense layer, no expert groups, a 163840-token vocabulary and no MTP module.
+        var o = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(RealConfigFixtureTests.Fixture("deepseek-v3-hf-config.json")))!.AsObject();
+        o["model_type"] = "kimi_k2";
+        o["n_routed_experts"] = 384;
+        o["num_attention_heads"] = 64;
+        o["num_key_value_heads"] = 64;
+        o["first_k_dense_replace"] = 1;
+        o["n_group"] = 1;
+        o["topk_group"] = 1;
+        o["vocab_size"] = 163840;
+        o["num_nextn_predict_layers"] = 0;
+        var cost = ArchitectureCost.FromConfig(DeepSeekConfig.FromJson(o.ToJsonString()));
+        Assert.InRange(cost.TotalParameters, 1_000_000_000_000, 1_060_000_000_000);
+        Assert.InRange(cost.ActiveParametersPerToken, 31_500_000_000, 33_499_999_999);
+        Assert.Equal(0, cost.MtpParameters);
+        Assert.Equal(60, cost.Layers.Count(l => l.Mlp == "moe"));
+    }
 }
