@@ -153,5 +153,13 @@ public class ArchitectureCostTests
         Assert.InRange(cost.ActiveParametersPerToken, 31_500_000_000, 33_499_999_999);
         Assert.Equal(0, cost.MtpParameters);
         Assert.Equal(60, cost.Layers.Count(l => l.Mlp == "moe"));
+
+        // Exact cross-check against the real checkpoint: a public weight-statistics listing of the moonshotai/Kimi-K2-Instruct
+        // safetensors (found in the code index; no citable repository path) gives 1,026,470,731,056 stored elements
+        // and 958.49 GiB. Stored = parameters + FP8 block scales (float32; the 60×384 router biases are the other f32
+        // tensors) + 61 rotary inv_freq buffers of 56 bf16 values that the kit does not load.
+        long scales = (cost.BytesByDType["f32"] - 60L * 384 * 4) / 4;
+        Assert.Equal(1_026_470_731_056, cost.TotalParameters + scales + 61 * 56);
+        Assert.Equal(958.49, Math.Round((cost.BytesByDType.Values.Sum() + 61 * 56 * 2) / (double)(1L << 30), 2));
     }
 }
