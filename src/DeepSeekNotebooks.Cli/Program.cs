@@ -38,6 +38,7 @@ public static class Program
         root.Subcommands.Add(ReportCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(SoakCommand.Create());
+        root.Subcommands.Add(InspectCommand.Create());
         return root;
     }
 }

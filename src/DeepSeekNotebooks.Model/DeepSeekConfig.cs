@@ -23,6 +23,24 @@ public sealed record RopeScaling
     public double MscaleAllDim { get; init; }
 }
 
+/// <summary>
+/// Hugging Face <c>quantization_config</c> of an FP8 checkpoint (DeepSeek-V3, Kimi K2): linear weights stored as FP8
+/// with one float32 inverse scale (<c>weight_scale_inv</c>) per <see cref="WeightBlockSize"/> block.
+/// </summary>
+public sealed record QuantizationConfig
+{
+    /// <summary><c>quant_method</c>; only <c>"fp8"</c> is read (the loader dequantizes FP8 block-scaled weights).</summary>
+    public string QuantMethod { get; init; } = "fp8";
+    /// <summary><c>fmt</c>: FP8 flavour, <c>"e4m3"</c> for DeepSeek-V3 (null when absent).</summary>
+    public string? Fmt { get; init; }
+    /// <summary><c>activation_scheme</c>, <c>"dynamic"</c> for DeepSeek-V3 (null when absent).</summary>
+    public string? ActivationScheme { get; init; }
+    /// <summary><c>weight_block_size</c> [rows, columns] of one scale block (DeepSeek-V3: [128, 128]).</summary>
+    public required int WeightBlockRows { get; init; }
+    /// <summary>Columns of one scale block (see <see cref="WeightBlockRows"/>).</summary>
+    public required int WeightBlockColumns { get; init; }
+}
+
 /// <summary>How the gate turns router logits into scores: <c>scoring_func</c> (official code: <c>score_func</c>).</summary>
 public enum ScoringFunc
 {
@@ -131,9 +149,28 @@ public sealed record DeepSeekConfig
     public double RmsNormEps { get; init; } = 1e-6;
     public int MaxPositionEmbeddings { get; init; } = 4096;
     public bool TieWordEmbeddings { get; init; }
+    /// <summary>
+    /// <c>num_nextn_predict_layers</c>: multi-token-prediction modules stored after the last block (DeepSeek-V3: 1) as
+    /// <c>model.layers.{num_hidden_layers + i}</c>. The kit does not run them; the loader skips their tensors.
+    /// </summary>
+    public int NumNextnPredictLayers { get; init; }
+    /// <summary><c>quantization_config</c>: FP8 block quantization of the stored weights; null for unquantized checkpoints.</summary>
+    public QuantizationConfig? Quantization { get; init; }
+    /// <summary><c>torch_dtype</c> (e.g. <c>"bfloat16"</c>): the storage dtype of unquantized tensors; null when absent.</summary>
+    public string? TorchDtype { get; init; }
 
     /// <summary>Fields of the source JSON this type does not model, written back unchanged by <see cref="ToJson"/>.</summary>
     public JsonObject? ExtraFields { get; init; }
+
+    /// <summary><c>model_type</c> of the source file (e.g. <c>deepseek_v3</c>, <c>kimi_k2</c>); null when absent.</summary>
+    public string? ModelType => ExtraFields?["model_type"] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
+
+    /// <summary>
+    /// Fields of the source file the kit neither models nor knows as Hugging Face bookkeeping (e.g. a field added by a
+    /// newer model release): kept in <see cref="ExtraFields"/> and listed here so a caller can warn about them.
+    /// </summary>
+    public IReadOnlyList<string> UnknownFields =>
+        ExtraFields is null ? Array.Empty<string>() : ExtraFields.Select(kv => kv.Key).Where(k => Array.IndexOf(RecognisedUnmodelledHfFields, k) < 0).Order(StringComparer.Ordinal).ToArray();
 
     // ---- derived quantities ----
     /// <summary>Query/key head size: nope part + rope part.</summary>
@@ -208,8 +245,17 @@ public sealed record DeepSeekConfig
             if (r.Type != "yarn") throw new ConfigException("rope_scaling.type", $"only \"yarn\" is supported (DeepSeek-V2/V3), got \"{r.Type}\"");
             if (!(r.Factor >= 1)) throw new ConfigException("rope_scaling.factor", $"must be >= 1, got {r.Factor}");
             if (r.OriginalMaxPositionEmbeddings <= 0) throw new ConfigException("rope_scaling.original_max_position_embeddings", $"must be positive, got {r.OriginalMaxPositionEmbeddings}");
-            if (!(r.BetaFast > r.BetaSlow) || !(r.BetaSlow > 0)) throw new ConfigException("rope_scaling.beta_fast", $"need beta_fast > beta_slow > 0, got beta_fast {r.BetaFast}, beta_slow {r.BetaSlow}");
+            if (!(r.BetaFast >= r.BetaSlow) || !(r.BetaSlow > 0)) throw new ConfigException("rope_scaling.beta_fast", $"need beta_fast >= beta_slow > 0, got beta_fast {r.BetaFast}, beta_slow {r.BetaSlow}");
             if (r.Mscale < 0 || r.MscaleAllDim < 0) throw new ConfigException("rope_scaling.mscale_all_dim", "mscale and mscale_all_dim must be >= 0");
+        }
+        if (NumNextnPredictLayers < 0)
+            throw new ConfigException("num_nextn_predict_layers", $"must be >= 0 (number of multi-token-prediction modules), got {NumNextnPredictLayers}");
+        if (Quantization is { } qc)
+        {
+            if (qc.QuantMethod != "fp8")
+                throw new ConfigException("quantization_config.quant_method", $"only \"fp8\" block quantization (DeepSeek-V3) is supported, got \"{qc.QuantMethod}\"");
+            if (qc.WeightBlockRows <= 0 || qc.WeightBlockColumns <= 0)
+                throw new ConfigException("quantization_config.weight_block_size", $"must be two positive integers [rows, columns], got [{qc.WeightBlockRows}, {qc.WeightBlockColumns}]");
         }
         return this;
     }
@@ -227,7 +273,26 @@ public sealed record DeepSeekConfig
         "moe_layer_freq", "num_attention_heads", "n_routed_experts", "n_shared_experts", "num_experts_per_tok", "n_group", "topk_group",
         "scoring_func", "topk_method", "norm_topk_prob", "routed_scaling_factor", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
         "qk_rope_head_dim", "v_head_dim", "rope_theta", "rope_scaling", "rms_norm_eps", "max_position_embeddings", "tie_word_embeddings",
+        "num_nextn_predict_layers", "quantization_config", "torch_dtype",
     };
+
+    /// <summary>
+    /// Fields of real DeepSeek-family <c>config.json</c> files that carry no architecture (training, tokenizer and
+    /// Transformers bookkeeping) or that the kit checks but does not model (<c>model_type</c>, <c>architectures</c>):
+    /// kept in <see cref="ExtraFields"/>, not reported in <see cref="UnknownFields"/>.
+    /// </summary>
+    private static readonly string[] RecognisedUnmodelledHfFields =
+    {
+        "model_type", "architectures", "auto_map", "transformers_version", "_name_or_path", "dtype",
+        "attention_bias", "attention_dropout", "aux_loss_alpha", "seq_aux", "ep_size", "hidden_act", "initializer_range",
+        "pretraining_tp", "use_cache", "bos_token_id", "eos_token_id", "pad_token_id", "num_key_value_heads",
+    };
+
+    /// <summary>The Hugging Face architecture classes whose weights this kit's model reproduces.</summary>
+    private static readonly string[] DeepSeekArchitectures = { "DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM" };
+
+    /// <summary>The <c>model_type</c> values of DeepSeek-V2/V3 files (Kimi K2 declares DeepseekV3ForCausalLM under its own type).</summary>
+    private static readonly string[] DeepSeekModelTypes = { "deepseek_v2", "deepseek_v3", "kimi_k2" };
 
     /// <summary>
     /// The values of absent Hugging Face <c>config.json</c> fields: this record's initialisers (the shape fields are
@@ -250,6 +315,10 @@ public sealed record DeepSeekConfig
         string[] required = { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim" };
         foreach (var f in required)
             if (o[f] is null) throw new ConfigException(f, "is required in a DeepSeek config.json but missing");
+
+        CheckArchitecture(o);
+        if (OptString(o, "hidden_act") is { } act && act != "silu")
+            throw new ConfigException("hidden_act", $"must be \"silu\" (DeepSeek's SwiGLU MLP), got \"{act}\"");
 
         var extra = new JsonObject();
         foreach (var (k, v) in o)
@@ -286,9 +355,57 @@ public sealed record DeepSeekConfig
             RmsNormEps = OptDouble(o, "rms_norm_eps") ?? a.RmsNormEps,
             MaxPositionEmbeddings = OptInt(o, "max_position_embeddings") ?? a.MaxPositionEmbeddings,
             TieWordEmbeddings = OptBool(o, "tie_word_embeddings") ?? a.TieWordEmbeddings,
+            NumNextnPredictLayers = OptInt(o, "num_nextn_predict_layers") ?? a.NumNextnPredictLayers,
+            Quantization = ParseQuantization(o["quantization_config"]),
+            TorchDtype = OptString(o, "torch_dtype") ?? a.TorchDtype,
             ExtraFields = extra,
         };
         return cfg.Validate();
+    }
+
+    /// <summary>
+    /// A file declaring an architecture must declare a DeepSeek-V2/V3 one: <c>architectures</c> containing
+    /// DeepseekV2ForCausalLM or DeepseekV3ForCausalLM (whatever the <c>model_type</c>: Moonlight, Kimi K2), or, without
+    /// <c>architectures</c>, a DeepSeek <c>model_type</c>. Files declaring neither are read as DeepSeek files.
+    /// </summary>
+    private static void CheckArchitecture(JsonObject o)
+    {
+        var modelType = OptString(o, "model_type");
+        if (o["architectures"] is { } archNode)
+        {
+            if (archNode is not JsonArray arr || arr.Any(n => n is not JsonValue v || !v.TryGetValue<string>(out _)))
+                throw new ConfigException("architectures", $"must be an array of class names, got {archNode.ToJsonString()}");
+            var names = arr.Select(n => n!.GetValue<string>()).ToArray();
+            if (!names.Any(n => Array.IndexOf(DeepSeekArchitectures, n) >= 0))
+                throw new ConfigException("architectures",
+                    $"must contain {string.Join(" or ", DeepSeekArchitectures)} (the model this kit runs), got [{string.Join(", ", names)}]{(modelType is null ? "" : $" (model_type \"{modelType}\")")}");
+        }
+        else if (modelType is not null && Array.IndexOf(DeepSeekModelTypes, modelType) < 0)
+        {
+            throw new ConfigException("model_type",
+                $"must be {string.Join(", ", DeepSeekModelTypes.Select(t => $"\"{t}\""))} or the file must list DeepseekV2ForCausalLM/DeepseekV3ForCausalLM in \"architectures\", got \"{modelType}\"");
+        }
+    }
+
+    private static QuantizationConfig? ParseQuantization(JsonNode? node)
+    {
+        if (node is null) return null;
+        if (node is not JsonObject q) throw new ConfigException("quantization_config", $"must be null or an object, got {node.ToJsonString()}");
+        const string p = "quantization_config.";
+        var method = OptString(q, "quant_method", p) ?? throw new ConfigException(p + "quant_method", "is required (\"fp8\" for DeepSeek-V3 checkpoints)");
+        if (method != "fp8")
+            throw new ConfigException(p + "quant_method", $"only \"fp8\" block quantization (DeepSeek-V3) is supported, got \"{method}\"");
+        if (q["weight_block_size"] is not JsonArray block || block.Count != 2
+            || block.Any(b => b is not JsonValue bv || !bv.TryGetValue<int>(out var bi) || bi <= 0))
+            throw new ConfigException(p + "weight_block_size", $"must be two positive integers [rows, columns] (DeepSeek-V3: [128, 128]), got {q["weight_block_size"]?.ToJsonString() ?? "nothing"}");
+        return new QuantizationConfig
+        {
+            QuantMethod = method,
+            Fmt = OptString(q, "fmt", p),
+            ActivationScheme = OptString(q, "activation_scheme", p),
+            WeightBlockRows = block[0]!.GetValue<int>(),
+            WeightBlockColumns = block[1]!.GetValue<int>(),
+        };
     }
 
     /// <summary>Reads and validates a Hugging Face <c>config.json</c> file.</summary>
@@ -365,6 +482,16 @@ public sealed record DeepSeekConfig
         o["rms_norm_eps"] = RmsNormEps;
         o["max_position_embeddings"] = MaxPositionEmbeddings;
         o["tie_word_embeddings"] = TieWordEmbeddings;
+        o["num_nextn_predict_layers"] = NumNextnPredictLayers;
+        if (Quantization is { } q)
+        {
+            var qo = new JsonObject { ["quant_method"] = q.QuantMethod };
+            if (q.Fmt is not null) qo["fmt"] = q.Fmt;
+            if (q.ActivationScheme is not null) qo["activation_scheme"] = q.ActivationScheme;
+            qo["weight_block_size"] = new JsonArray(q.WeightBlockRows, q.WeightBlockColumns);
+            o["quantization_config"] = qo;
+        }
+        if (TorchDtype is not null) o["torch_dtype"] = TorchDtype;
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
@@ -387,6 +514,11 @@ public sealed record DeepSeekConfig
         var score = OptString(o, "score_func") is { } sf ? ConfigSpellings.ParseScoringFunc(sf, "score_func") : ScoringFunc.Softmax;
         bool bias = hasGateBias ?? dim == 7168;
         int nGroups = OptInt(o, "n_expert_groups") ?? 1;
+        // dtype: "bf16" or "fp8" (FP8 weights with one scale per 128x128 block: the official kernel's block_size).
+        // Absent, the storage dtype is left unknown (null): it is the file's, not the architecture's.
+        var dtype = OptString(o, "dtype");
+        if (dtype is not null and not "bf16" and not "fp8")
+            throw new ConfigException("dtype", $"must be \"bf16\" or \"fp8\", got \"{dtype}\"");
         var cfg = new DeepSeekConfig
         {
             VocabSize = OptInt(o, "vocab_size") ?? 102400,
@@ -422,6 +554,8 @@ public sealed record DeepSeekConfig
             },
             RmsNormEps = 1e-6,
             MaxPositionEmbeddings = maxSeq,
+            TorchDtype = dtype is null ? null : "bfloat16",
+            Quantization = dtype == "fp8" ? new QuantizationConfig { Fmt = "e4m3", WeightBlockRows = 128, WeightBlockColumns = 128 } : null,
         };
         try { return cfg.Validate(); }
         catch (ConfigException e) when (ModelArgsNames.TryGetValue(e.Field, out var name))
@@ -475,6 +609,8 @@ public sealed record DeepSeekConfig
             ["beta_slow"] = r.BetaSlow,
             ["mscale"] = r.MscaleAllDim,
         };
+        if (Quantization is not null) o["dtype"] = "fp8";
+        else if (TorchDtype == "bfloat16") o["dtype"] = "bf16";
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 

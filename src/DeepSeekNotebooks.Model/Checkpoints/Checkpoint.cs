@@ -221,7 +221,7 @@ public sealed class Checkpoint : IDisposable
 
     private static DeepSeekModel LoadWeights(DeepSeekConfig config, List<SafetensorsFile> files, CheckpointLayout layout, CheckpointLoadOptions options)
     {
-        int mtpLayers = config.ExtraFields?["num_nextn_predict_layers"] is JsonValue v && v.TryGetValue<int>(out var n) ? n : 0;
+        int mtpLayers = config.NumNextnPredictLayers;
         // 1. Map every stored tensor to a model parameter name (or an FP8 scale) before allocating anything big.
         var sources = new Dictionary<string, (SafetensorsFile File, SafetensorsTensorInfo Info)>();
         var unexpected = new List<string>();

@@ -32,7 +32,7 @@ public class ConfigTests
         var b = DeepSeekConfig.FromJson(a.ToJson());
         Assert.Equal(a with { ExtraFields = null }, b with { ExtraFields = null });
         Assert.True(JsonNode.DeepEquals(a.ExtraFields, b.ExtraFields), $"{a.ExtraFields?.ToJsonString()} vs {b.ExtraFields?.ToJsonString()}");
-        Assert.Equal(0, (int)b.ExtraFields!["num_nextn_predict_layers"]!);
+        Assert.Equal(0, b.NumNextnPredictLayers);
     }
 
     [Fact]
@@ -50,7 +50,7 @@ public class ConfigTests
         var hf = DeepSeekConfig.Load(GoldenHfConfig);
         var official = DeepSeekConfig.FromModelArgsJson(File.ReadAllText(GoldenModelArgs), hasGateBias: false);
         // rope_scaling differs in form (null vs factor 40 from 4096) but YaRN is inactive in both (64 <= original).
-        Assert.Equal(hf with { RopeScaling = null, ExtraFields = null }, official with { RopeScaling = null, ExtraFields = null });
+        Assert.Equal(hf with { RopeScaling = null, ExtraFields = null, TorchDtype = null }, official with { RopeScaling = null, ExtraFields = null });
         Assert.False(hf.YarnActive);
         Assert.False(official.YarnActive);
         Assert.Equal(hf.SoftmaxScale, official.SoftmaxScale);
@@ -249,9 +249,10 @@ public class ConfigTests
     {
         var (preset, official) = PresetAndOfficial(name);
         var args = DeepSeekConfig.FromModelArgsJson(official);
-        // ModelArgs files leave the context length to the run (max_seq_len), and the 236B file leaves mscale at its default.
+        // ModelArgs files leave the context length to the run (max_seq_len), and the 236B file leaves mscale at its default;
+        // the presets are architectures, without the 671B file's storage dtype (fp8).
         Assert.Equal(preset with { MaxPositionEmbeddings = 0, RopeScaling = null },
-            args with { MaxPositionEmbeddings = 0, RopeScaling = null, ExtraFields = null });
+            args with { MaxPositionEmbeddings = 0, RopeScaling = null, ExtraFields = null, Quantization = null, TorchDtype = null });
         Assert.Equal((40.0, 4096), (args.RopeScaling!.Factor, args.RopeScaling.OriginalMaxPositionEmbeddings));
         Assert.Equal((preset.RopeScaling!.Factor, preset.RopeScaling.OriginalMaxPositionEmbeddings), (args.RopeScaling.Factor, args.RopeScaling.OriginalMaxPositionEmbeddings));
         if (name != "V2") Assert.Equal(preset.RopeScaling.MscaleAllDim, args.RopeScaling.MscaleAllDim);
