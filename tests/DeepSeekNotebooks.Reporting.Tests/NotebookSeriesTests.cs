@@ -208,6 +208,8 @@ public class SecondCheckpointSeriesTests
         var loaded = outcomes["10-your-own-checkpoint"].Outputs.Select(o => o.ToString()).First(s => s.Contains("Loaded "));
         Assert.Contains($"Loaded {Path.GetFileName(dir)} ", loaded);
         Assert.Contains($"{config["n_routed_experts"]} routed experts", loaded);
+        // The routing rule in the config file's own spellings (softmax/greedy, sigmoid/noaux_tc), not C# enum names.
+        Assert.Contains(outcomes["10-your-own-checkpoint"].Outputs, o => o.ToString().Contains($"(scoring_func {config["scoring_func"]}, topk_method {config["topk_method"]})"));
     }
 }
 
