@@ -1,4 +1,6 @@
 using DeepSeekNotebooks.Cli.Commands;
+using System.Text.Json.Nodes;
+using DeepSeekNotebooks.Model;
 using DeepSeekNotebooks.Model.Checkpoints;
 
 namespace DeepSeekNotebooks.Cli.Tests;
@@ -74,6 +76,95 @@ public class TraceCommandTests : IDisposable
         var output = Path.Combine(_tmp, "x.safetensors");
         Assert.Equal(1, Cli("trace", "--checkpoint", Path.Combine(_tmp, "nope"), "--input-ids", "1,2", "--out", output));
         Assert.False(File.Exists(output));
+    }
+
+    public void Dispose() => Directory.Delete(_tmp, recursive: true);
+}
+
+/// <summary>
+/// <c>trace --list-hooks</c> lists what the checkpoint's model offers. The expectation is built from the checkpoint's own
+/// config.json with the rule of DeepSeek's Hugging Face modeling code (a block is MoE when n_routed_experts &gt; 0,
+/// layer ≥ first_k_dense_replace and layer % moe_layer_freq == 0), not through the kit's config or registry.
+/// </summary>
+[Collection(ConsoleCaptureCollection.Name)]
+public class TraceListHooksTests : IDisposable
+{
+    private static readonly string Root = ReportTestSupport.RepoRoot;
+    private readonly string _tmp = Directory.CreateTempSubdirectory("trace-hooks-tests").FullName;
+
+    private static (int Code, string Out, string Error) Cli(params string[] args)
+    {
+        var (out_, err) = (new StringWriter(), new StringWriter());
+        var (oldOut, oldErr) = (Console.Out, Console.Error);
+        Console.SetOut(out_);
+        Console.SetError(err);
+        try { return (Program.BuildRootCommand().Parse(args).Invoke(), out_.ToString(), err.ToString()); }
+        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
+    }
+
+    /// <summary>The names the checkpoint should offer, from its config.json: embed, per block 6 (+4 on MoE blocks, +1 more with shared experts), ln_final, logits.</summary>
+    private static List<string> Expected(string checkpointDir)
+    {
+        var c = JsonNode.Parse(File.ReadAllText(Path.Combine(checkpointDir, "config.json")))!.AsObject();
+        int layers = (int)c["num_hidden_layers"]!, firstDense = (int?)c["first_k_dense_replace"] ?? 0, freq = (int?)c["moe_layer_freq"] ?? 1;
+        int routed = (int?)c["n_routed_experts"] ?? 0, shared = (int?)c["n_shared_experts"] ?? 0;
+        var names = new List<string> { "embed" };
+        for (int l = 0; l < layers; l++)
+        {
+            names.AddRange(new[] { "resid_pre", "attn.pattern", "attn.out", "resid_mid" }.Select(s => $"blocks.{l}.{s}"));
+            if (routed > 0 && l >= firstDense && l % freq == 0)
+            {
+                names.AddRange(new[] { "moe.router", "moe.selection", "moe.indices", "moe.weights" }.Select(s => $"blocks.{l}.{s}"));
+                if (shared > 0) names.Add($"blocks.{l}.moe.shared_out");
+            }
+            names.AddRange(new[] { "mlp.out", "resid_post" }.Select(s => $"blocks.{l}.{s}"));
+        }
+        names.Add("ln_final");
+        names.Add("logits");
+        return names;
+    }
+
+    private static string[] Lines(string text) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    [Fact]
+    public void List_hooks_prints_every_hook_point_of_the_golden_checkpoint_one_per_line()
+    {
+        var dir = Path.Combine(Root, "data", "checkpoints", "golden-tiny-hf");
+        var (code, output, error) = Cli("trace", "--checkpoint", dir, "--list-hooks");
+        Assert.True(code == 0, error);
+        var lines = Lines(output);
+        var expected = Expected(dir);
+        // golden-tiny-hf: 3 blocks, block 0 dense, blocks 1-2 MoE with shared experts → 1 + 3·6 + 2·5 + 2 = 31 names.
+        Assert.Equal(31, expected.Count);
+        Assert.Equal(expected, lines);
+        Assert.DoesNotContain("blocks.0.moe.router", lines);
+        Assert.Empty(Directory.GetFiles(_tmp)); // nothing written
+    }
+
+    [Fact]
+    public void List_hooks_on_a_dense_only_model_without_shared_experts_lists_no_moe_point()
+    {
+        var dir = Path.Combine(_tmp, "dense");
+        var config = DeepSeekConfig.TinyFullFeatured with { NumHiddenLayers = 2, FirstKDenseReplace = 2, NSharedExperts = 0, VocabSize = 64, MaxPositionEmbeddings = 32 };
+        using (var model = DeepSeekModel.Create(config, seed: 3)) Checkpoint.Save(model, dir);
+        var (code, output, error) = Cli("trace", "--checkpoint", dir, "--list-hooks");
+        Assert.True(code == 0, error);
+        var lines = Lines(output);
+        Assert.Equal(Expected(dir), lines);
+        Assert.Equal(1 + 2 * 6 + 2, lines.Length);
+        Assert.DoesNotContain(lines, l => l.Contains(".moe."));
+    }
+
+    [Theory]
+    [InlineData("--input-ids is required", "trace")]
+    [InlineData("--out is required", "trace", "--input-ids", "1,2")]
+    [InlineData("leave out --input-ids and --out", "trace", "--list-hooks", "--input-ids", "1,2")]
+    [InlineData("leave out --input-ids and --out", "trace", "--list-hooks", "--out", "x.safetensors")]
+    public void Missing_or_conflicting_options_are_usage_errors_that_say_what_is_needed(string message, params string[] args)
+    {
+        var (code, _, error) = Cli([.. args, "--checkpoint", Path.Combine(Root, "data", "checkpoints", "golden-tiny-hf")]);
+        Assert.Equal(2, code);
+        Assert.Contains(message, error);
     }
 
     public void Dispose() => Directory.Delete(_tmp, recursive: true);

@@ -1,12 +1,14 @@
 using System.CommandLine;
 using DeepSeekNotebooks.Model.Checkpoints;
+using DeepSeekNotebooks.Model.Tracing;
 using static TorchSharp.torch;
 
 namespace DeepSeekNotebooks.Cli.Commands;
 
 /// <summary>
 /// <c>trace</c>: runs the traced forward on one or more token sequences and writes logits, every block's hidden state,
-/// attention probabilities and the MoE routing to a safetensors file (names as in the golden reference files).
+/// attention probabilities and the MoE routing to a safetensors file (names as in the golden reference files);
+/// <c>trace --list-hooks</c> prints the hook points the checkpoint's model offers (<see cref="HookPoints.All"/>), one per line.
 /// </summary>
 public static class TraceCommand
 {
@@ -16,18 +18,46 @@ public static class TraceCommand
         var inputIds = new Option<string[]>("--input-ids")
         {
             Description = "Comma-separated token ids of one sequence; repeat the option for a batch (all sequences the same length).",
-            Required = true,
             AllowMultipleArgumentsPerToken = false,
         };
         var output = CliSupport.OutOption("safetensors");
+        output.Required = false; // required unless --list-hooks; checked in Run so the message can say so
+        var listHooks = new Option<bool>("--list-hooks")
+        {
+            Description = "Print the hook point names this checkpoint's model offers (TransformerLens-style, in forward order), one per line, and exit; no --input-ids or --out needed.",
+        };
         var allowPickle = CliSupport.AllowPickleOption();
         var command = new Command("trace", "Run the traced forward and write logits, hidden states, attention probabilities and routing to safetensors.")
         {
-            checkpoint, inputIds, output, allowPickle,
+            checkpoint, inputIds, output, listHooks, allowPickle,
         };
         command.SetAction(parse => CliSupport.Run(() =>
-            Run(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)), parse.GetValue(inputIds)!, parse.GetValue(output)!.FullName, parse.GetValue(allowPickle))));
+        {
+            var dir = CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint));
+            var sequences = parse.GetValue(inputIds) ?? [];
+            var outFile = parse.GetValue(output);
+            if (parse.GetValue(listHooks))
+            {
+                if (sequences.Length > 0 || outFile is not null)
+                    throw new UsageException("--list-hooks prints the hook point names and runs no forward: leave out --input-ids and --out");
+                return ListHooks(dir, parse.GetValue(allowPickle));
+            }
+            if (sequences.Length == 0)
+                throw new UsageException("--input-ids is required: give comma-separated token ids, e.g. --input-ids 303,211,294 (or --list-hooks to list the hook points)");
+            if (outFile is null)
+                throw new UsageException("--out is required: the safetensors file to write, e.g. --out trace.safetensors");
+            return Run(dir, sequences, outFile.FullName, parse.GetValue(allowPickle));
+        }));
         return command;
+    }
+
+    /// <summary>Prints <see cref="HookPoints.All"/> for the checkpoint's configuration, one name per line.</summary>
+    internal static int ListHooks(string checkpointDir, bool allowPickle = false)
+    {
+        // The config as the loader reads it (either layout; the official layout's gate bias is read from the weights).
+        using var ckpt = Checkpoint.Load(checkpointDir, new CheckpointLoadOptions { AllowPickle = allowPickle });
+        foreach (var name in HookPoints.All(ckpt.Config)) Console.WriteLine(name);
+        return 0;
     }
 
     internal static int Run(string checkpointDir, string[] sequences, string outPath, bool allowPickle = false)
