@@ -1,4 +1,5 @@
 using System.CommandLine;
+using DeepSeekNotebooks.Model;
 using DeepSeekNotebooks.Model.Checkpoints;
 using DeepSeekNotebooks.Model.Tracing;
 using static TorchSharp.torch;
@@ -40,7 +41,7 @@ public static class TraceCommand
             {
                 if (sequences.Length > 0 || outFile is not null)
                     throw new UsageException("--list-hooks prints the hook point names and runs no forward: leave out --input-ids and --out");
-                return ListHooks(dir, parse.GetValue(allowPickle));
+                return ListHooks(dir);
             }
             if (sequences.Length == 0)
                 throw new UsageException("--input-ids is required: give comma-separated token ids, e.g. --input-ids 303,211,294 (or --list-hooks to list the hook points)");
@@ -52,11 +53,11 @@ public static class TraceCommand
     }
 
     /// <summary>Prints <see cref="HookPoints.All"/> for the checkpoint's configuration, one name per line.</summary>
-    internal static int ListHooks(string checkpointDir, bool allowPickle = false)
+    internal static int ListHooks(string checkpointDir)
     {
-        // The config as the loader reads it (either layout; the official layout's gate bias is read from the weights).
-        using var ckpt = Checkpoint.Load(checkpointDir, new CheckpointLoadOptions { AllowPickle = allowPickle });
-        foreach (var name in HookPoints.All(ckpt.Config)) Console.WriteLine(name);
+        // The config as the loader reads it (either layout; the official layout's gate bias is read from the safetensors
+        // headers), without reading any weights: a 671B checkpoint lists its hook points instantly.
+        foreach (var name in HookPoints.All(ArchitectureCost.FromCheckpoint(checkpointDir).Config)) Console.WriteLine(name);
         return 0;
     }
 
