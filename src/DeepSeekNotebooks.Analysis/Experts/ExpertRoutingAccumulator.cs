@@ -182,9 +182,7 @@ public sealed class ExpertRoutingAccumulator : IDatasetAccumulator, IMergeable<E
     /// <exception cref="ArgumentException">Different number of experts or top-k.</exception>
     public void Merge(ExpertRoutingAccumulator other)
     {
-        ArgumentNullException.ThrowIfNull(other);
-        if (other.Experts != Experts || other.TopK != TopK)
-            throw new ArgumentException($"cannot merge E={other.Experts}, k={other.TopK} into E={Experts}, k={TopK}", nameof(other));
+        EnsureMergeable(other);
         foreach (var (layer, o) in other._layers)
         {
             if (!_layers.TryGetValue(layer, out var st)) _layers[layer] = st = new LayerState(Experts);
@@ -202,6 +200,93 @@ public sealed class ExpertRoutingAccumulator : IDatasetAccumulator, IMergeable<E
             AddAll(st.TokenCounts, o.TokenCounts);
             foreach (var (v, n) in o.TokenOccurrences) st.TokenOccurrences[v] = st.TokenOccurrences.GetValueOrDefault(v) + n;
         }
+    }
+
+    /// <summary>
+    /// Writes the accumulator's whole state into a state file under <c>routing.</c> (settings and the observed layers in
+    /// metadata; per layer I64 counts and F64 sums/moments). Used by <see cref="DatasetState.Save"/>.
+    /// </summary>
+    internal void SaveState(DeepSeekNotebooks.Model.Checkpoints.SafetensorsWriter w)
+    {
+        int e = Experts;
+        w.SetMetadata("routing.experts", Experts.ToString(System.Globalization.CultureInfo.InvariantCulture))
+         .SetMetadata("routing.top_k", TopK.ToString(System.Globalization.CultureInfo.InvariantCulture))
+         .SetMetadata("routing.track_vocabulary", TrackVocabulary ? "true" : "false")
+         .SetMetadata("routing.layers", System.Text.Json.JsonSerializer.Serialize(_layers.Keys.ToArray()));
+        foreach (var (layer, st) in _layers)
+        {
+            string p = $"routing.layer{layer}.";
+            w.I64(p + "scalars", [st.Tokens, st.Pairs, st.SameTop1, st.AnyShared], 4);
+            w.I64(p + "counts", st.Counts, e);
+            w.F64(p + "weight_sums", st.WeightSums, e);
+            w.I64(p + "top1", st.Top1, e);
+            var co = new long[e * e];
+            for (int i = 0; i < e; i++) for (int j = 0; j < e; j++) co[i * e + j] = st.Co[i, j];
+            w.I64(p + "coactivation", co, e, e);
+            w.I64(p + "moment_counts", [st.Entropy.Count, st.Margin.Count], 2);
+            w.F64(p + "moments", [st.Entropy.Mean, st.Entropy.M2, st.Entropy.Min, st.Entropy.Max, st.Margin.Mean, st.Margin.M2, st.Margin.Min, st.Margin.Max], 2, 4);
+            var domains = st.DomainTokens.Keys.Order(StringComparer.Ordinal).ToArray();
+            w.SetMetadata(p + "domains", System.Text.Json.JsonSerializer.Serialize(domains));
+            w.I64(p + "domain_tokens", domains.Select(d => st.DomainTokens[d]).ToArray(), domains.Length);
+            w.I64(p + "domain_counts", domains.SelectMany(d => st.DomainCounts[d]).ToArray(), domains.Length, e);
+            w.I64(p + "domain_top1", domains.SelectMany(d => st.DomainTop1[d]).ToArray(), domains.Length, e);
+            var ids = st.TokenOccurrences.Keys.Order().ToArray();
+            w.I64(p + "token_ids", ids, ids.Length);
+            w.I64(p + "token_occurrences", ids.Select(v => st.TokenOccurrences[v]).ToArray(), ids.Length);
+            w.I64(p + "token_counts", ids.SelectMany(v => st.TokenCounts[v]).ToArray(), ids.Length, e);
+        }
+    }
+
+    /// <summary>Rebuilds an accumulator from a state file written by <see cref="SaveState"/>.</summary>
+    internal static ExpertRoutingAccumulator LoadState(StateReader r)
+    {
+        int e = r.MetaInt("routing.experts");
+        var acc = new ExpertRoutingAccumulator(e, r.MetaInt("routing.top_k"), r.Meta("routing.track_vocabulary") == "true");
+        foreach (int layer in r.MetaJson<int[]>("routing.layers"))
+        {
+            string p = $"routing.layer{layer}.";
+            var st = acc._layers[layer] = new LayerState(e);
+            var sc = r.I64(p + "scalars", 4);
+            (st.Tokens, st.Pairs, st.SameTop1, st.AnyShared) = (sc[0], sc[1], sc[2], sc[3]);
+            r.I64(p + "counts", e).CopyTo(st.Counts, 0);
+            r.F64(p + "weight_sums", e).CopyTo(st.WeightSums, 0);
+            r.I64(p + "top1", e).CopyTo(st.Top1, 0);
+            var co = r.I64(p + "coactivation", (long)e * e);
+            for (int i = 0; i < e; i++) for (int j = 0; j < e; j++) st.Co[i, j] = co[i * e + j];
+            var mc = r.I64(p + "moment_counts", 2);
+            var m = r.F64(p + "moments", 8);
+            st.Entropy.Merge(RunningMoments.FromState(mc[0], m[0], m[1], m[2], m[3]));
+            st.Margin.Merge(RunningMoments.FromState(mc[1], m[4], m[5], m[6], m[7]));
+            var domains = r.MetaJson<string[]>(p + "domains");
+            var dt = r.I64(p + "domain_tokens", domains.Length);
+            var dc = r.I64(p + "domain_counts", (long)domains.Length * e);
+            var d1 = r.I64(p + "domain_top1", (long)domains.Length * e);
+            for (int d = 0; d < domains.Length; d++)
+            {
+                st.DomainTokens[domains[d]] = dt[d];
+                st.DomainCounts[domains[d]] = dc.AsSpan(d * e, e).ToArray();
+                st.DomainTop1[domains[d]] = d1.AsSpan(d * e, e).ToArray();
+            }
+            var ids = r.I64(p + "token_ids", r.Length(p + "token_ids"));
+            var occ = r.I64(p + "token_occurrences", ids.Length);
+            var tc = r.I64(p + "token_counts", (long)ids.Length * e);
+            for (int v = 0; v < ids.Length; v++)
+            {
+                st.TokenOccurrences[ids[v]] = occ[v];
+                st.TokenCounts[ids[v]] = tc.AsSpan(v * e, e).ToArray();
+            }
+        }
+        return acc;
+    }
+
+    /// <summary>Throws (naming the difference) unless <paramref name="other"/> has the same E, k and vocabulary tracking.</summary>
+    internal void EnsureMergeable(ExpertRoutingAccumulator other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        if (other.Experts != Experts || other.TopK != TopK)
+            throw new ArgumentException($"cannot merge E={other.Experts}, k={other.TopK} into E={Experts}, k={TopK}", nameof(other));
+        if (other.TrackVocabulary != TrackVocabulary)
+            throw new ArgumentException($"cannot merge an accumulator {(other.TrackVocabulary ? "with" : "without")} vocabulary tracking into one {(TrackVocabulary ? "with" : "without")}", nameof(other));
     }
 
     private static void AddAll<TKey>(Dictionary<TKey, long[]> into, Dictionary<TKey, long[]> from) where TKey : notnull

@@ -55,6 +55,18 @@ public sealed class RunningMoments
         Max = Math.Max(Max, other.Max);
     }
 
+    /// <summary>Sum of squared deviations from the mean (Welford's M2): with Count, Mean, Min and Max the whole state.</summary>
+    internal double M2 => _m2;
+
+    /// <summary>Rebuilds an accumulator from its saved state (<see cref="Count"/>, <see cref="Mean"/>, <see cref="M2"/>, <see cref="Min"/>, <see cref="Max"/>).</summary>
+    /// <exception cref="InvalidDataException">A negative count or M2, or NaN fields.</exception>
+    internal static RunningMoments FromState(long count, double mean, double m2, double min, double max)
+    {
+        if (count < 0 || !(m2 >= 0) || double.IsNaN(mean) || double.IsNaN(min) || double.IsNaN(max))
+            throw new InvalidDataException($"invalid running-moments state (count {count}, mean {mean}, M2 {m2}, min {min}, max {max}): count and M2 must be ≥ 0 and no field NaN");
+        return new() { Count = count, Mean = mean, _m2 = m2, Min = min, Max = max };
+    }
+
     /// <summary>A copy of this accumulator.</summary>
     public RunningMoments Clone() => new() { Count = Count, Mean = Mean, _m2 = _m2, Min = Min, Max = Max };
 }

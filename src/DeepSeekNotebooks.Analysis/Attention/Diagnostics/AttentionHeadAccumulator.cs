@@ -49,6 +49,7 @@ public sealed class AttentionHeadAccumulator : IDatasetAccumulator, IMergeable<A
     private readonly Func<long, string>? _tokenText;
     private readonly Func<string, bool> _isBoundary;
     private readonly Func<string, string> _tokenClass;
+    private bool _withTokenText;
 
     /// <summary>Creates the accumulator.</summary>
     /// <param name="epsilon">Gu et al.'s sink threshold ε (default 0.3).</param>
@@ -66,6 +67,7 @@ public sealed class AttentionHeadAccumulator : IDatasetAccumulator, IMergeable<A
         Epsilon = epsilon;
         DistanceBinStarts = bins;
         _tokenText = tokenText;
+        _withTokenText = tokenText is not null;
         _isBoundary = isBoundary ?? TokenClasses.IsBoundary;
         _tokenClass = tokenClass ?? TokenClasses.Classify;
     }
@@ -148,9 +150,7 @@ public sealed class AttentionHeadAccumulator : IDatasetAccumulator, IMergeable<A
     /// <exception cref="ArgumentException">Different ε or distance bins.</exception>
     public void Merge(AttentionHeadAccumulator other)
     {
-        ArgumentNullException.ThrowIfNull(other);
-        if (other.Epsilon != Epsilon || !other.DistanceBinStarts.SequenceEqual(DistanceBinStarts))
-            throw new ArgumentException("cannot merge accumulators with different epsilon or distance bins", nameof(other));
+        EnsureMergeable(other);
         foreach (var (key, o) in other._heads)
         {
             if (!_heads.TryGetValue(key, out var st)) _heads[key] = st = new HeadState(DistanceBinStarts.Count);
@@ -165,6 +165,84 @@ public sealed class AttentionHeadAccumulator : IDatasetAccumulator, IMergeable<A
                 st.Classes[c] = (cur.Mass + v.Mass, cur.Base + v.Base);
             }
         }
+    }
+
+    /// <summary>Throws (naming the difference) unless <paramref name="other"/> has the same ε, bins and token-string availability.</summary>
+    internal void EnsureMergeable(AttentionHeadAccumulator other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        if (other.Epsilon != Epsilon || !other.DistanceBinStarts.SequenceEqual(DistanceBinStarts))
+            throw new ArgumentException($"cannot merge accumulators with different settings: epsilon {other.Epsilon} vs {Epsilon}, distance bins [{string.Join(", ", other.DistanceBinStarts)}] vs [{string.Join(", ", DistanceBinStarts)}]", nameof(other));
+        if (other._withTokenText != _withTokenText)
+            throw new ArgumentException($"cannot merge an accumulator {(other._withTokenText ? "with" : "without")} token strings (boundary/class dimensions) into one {(_withTokenText ? "with" : "without")}", nameof(other));
+    }
+
+    /// <summary>
+    /// Writes the accumulator's whole state into a state file under <c>heads.</c> (ε, bins, whether token strings were
+    /// available, the class names in metadata; per head I64 counts and F64 sums/moments). Used by <see cref="DatasetState.Save"/>.
+    /// </summary>
+    internal void SaveState(DeepSeekNotebooks.Model.Checkpoints.SafetensorsWriter w)
+    {
+        var keys = _heads.Keys.OrderBy(k => k.Layer).ThenBy(k => k.Head).ToArray();
+        int n = keys.Length, bins = DistanceBinStarts.Count;
+        var classes = _heads.Values.SelectMany(h => h.ClassQueries.Keys.Concat(h.Classes.Keys.SelectMany(c => new[] { c.Q, c.K })))
+            .Distinct().Order(StringComparer.Ordinal).ToArray();
+        var classIndex = classes.Select((c, i) => (c, i)).ToDictionary(t => t.c, t => (long)t.i);
+        w.SetMetadata("heads.epsilon", Epsilon.ToString("R", System.Globalization.CultureInfo.InvariantCulture))
+         .SetMetadata("heads.distance_bins", System.Text.Json.JsonSerializer.Serialize(DistanceBinStarts))
+         .SetMetadata("heads.token_text", _withTokenText ? "true" : "false")
+         .SetMetadata("heads.classes", System.Text.Json.JsonSerializer.Serialize(classes));
+        var sts = keys.Select(k => _heads[k]).ToArray();
+        w.I64("heads.keys", keys.SelectMany(k => new long[] { k.Layer, k.Head }).ToArray(), n, 2);
+        w.I64("heads.counts", sts.SelectMany(s => new[] { s.Entropy.Count, s.Sink.Count, s.MaxAttn.Count, s.SinkQueries, s.BoundaryQueries }).ToArray(), n, 5);
+        w.F64("heads.moments", sts.SelectMany(s => new[] { s.Entropy, s.Sink, s.MaxAttn }.SelectMany(m => new[] { m.Mean, m.M2, m.Min, m.Max })).ToArray(), n, 3, 4);
+        w.F64("heads.distance", sts.SelectMany(s => s.Distance).ToArray(), n, bins);
+        w.F64("heads.boundary", sts.SelectMany(s => new[] { s.Boundary, s.BoundaryBase }).ToArray(), n, 2);
+        var cq = sts.SelectMany((s, h) => s.ClassQueries.OrderBy(c => c.Key, StringComparer.Ordinal).Select(c => new[] { h, classIndex[c.Key], c.Value })).ToArray();
+        w.I64("heads.class_queries", cq.SelectMany(x => x).ToArray(), cq.Length, 3);
+        var ce = sts.SelectMany((s, h) => s.Classes.OrderBy(c => c.Key.Q, StringComparer.Ordinal).ThenBy(c => c.Key.K, StringComparer.Ordinal)
+            .Select(c => (Key: new[] { h, classIndex[c.Key.Q], classIndex[c.Key.K] }, Val: new[] { c.Value.Mass, c.Value.Base }))).ToArray();
+        w.I64("heads.class_keys", ce.SelectMany(x => x.Key).ToArray(), ce.Length, 3);
+        w.F64("heads.class_mass", ce.SelectMany(x => x.Val).ToArray(), ce.Length, 2);
+    }
+
+    /// <summary>Rebuilds an accumulator from a state file written by <see cref="SaveState"/> (token strings are not needed to summarise or merge it).</summary>
+    internal static AttentionHeadAccumulator LoadState(StateReader r)
+    {
+        var acc = new AttentionHeadAccumulator(r.MetaDouble("heads.epsilon"), distanceBinStarts: r.MetaJson<int[]>("heads.distance_bins"))
+        {
+            _withTokenText = r.Meta("heads.token_text") == "true",
+        };
+        var classes = r.MetaJson<string[]>("heads.classes");
+        int n = checked((int)(r.Length("heads.keys") / 2)), bins = acc.DistanceBinStarts.Count;
+        var keys = r.I64("heads.keys", 2L * n);
+        var counts = r.I64("heads.counts", 5L * n);
+        var mom = r.F64("heads.moments", 12L * n);
+        var dist = r.F64("heads.distance", (long)bins * n);
+        var bnd = r.F64("heads.boundary", 2L * n);
+        var sts = new HeadState[n];
+        for (int h = 0; h < n; h++)
+        {
+            var st = sts[h] = acc._heads[((int)keys[2 * h], (int)keys[2 * h + 1])] = new HeadState(bins);
+            var ms = new[] { st.Entropy, st.Sink, st.MaxAttn };
+            for (int m = 0; m < 3; m++)
+                ms[m].Merge(RunningMoments.FromState(counts[5 * h + m], mom[12 * h + 4 * m], mom[12 * h + 4 * m + 1], mom[12 * h + 4 * m + 2], mom[12 * h + 4 * m + 3]));
+            st.SinkQueries = counts[5 * h + 3];
+            st.BoundaryQueries = counts[5 * h + 4];
+            dist.AsSpan(h * bins, bins).CopyTo(st.Distance);
+            (st.Boundary, st.BoundaryBase) = (bnd[2 * h], bnd[2 * h + 1]);
+        }
+        string Class(long i) => i >= 0 && i < classes.Length ? classes[i]
+            : throw new InvalidDataException($"{r.Path}: class index {i} outside the {classes.Length} classes of metadata 'heads.classes'");
+        HeadState Head(long i) => i >= 0 && i < n ? sts[i] : throw new InvalidDataException($"{r.Path}: head index {i} outside the {n} stored heads");
+        long q = r.Length("heads.class_queries") / 3;
+        var cq = r.I64("heads.class_queries", 3 * q);
+        for (int i = 0; i < q; i++) Head(cq[3 * i]).ClassQueries[Class(cq[3 * i + 1])] = cq[3 * i + 2];
+        long c = r.Length("heads.class_keys") / 3;
+        var ck = r.I64("heads.class_keys", 3 * c);
+        var cm = r.F64("heads.class_mass", 2 * c);
+        for (int i = 0; i < c; i++) Head(ck[3 * i]).Classes[(Class(ck[3 * i + 1]), Class(ck[3 * i + 2]))] = (cm[2 * i], cm[2 * i + 1]);
+        return acc;
     }
 
     /// <summary>
