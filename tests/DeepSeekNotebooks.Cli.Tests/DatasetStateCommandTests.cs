@@ -242,4 +242,18 @@ public sealed class DatasetStateCommandTests : IDisposable
         Assert.Contains("incomplete: missing 1", text);
         Assert.False((bool)Summary(Tmp("t.safetensors"))["complete"]!);
     }
+
+    [Fact]
+    public void Verbs_RunFromTheCommandLine()
+    {
+        var data = Dataset("a.jsonl", lines: 3, seed: 4);
+        string s0 = Tmp("c0.safetensors"), s1 = Tmp("c1.safetensors"), t = Tmp("t.safetensors");
+        Assert.Equal(0, Program.Run(["collect", "--checkpoint", GoldenHf, "--dataset", data, "--shard", "0/2", "--out", s0]));
+        Assert.Equal(0, Program.Run(["collect", "--checkpoint", GoldenHf, "--dataset", data, "--shard", "1/2", "--out", s1]));
+        Assert.Equal(0, Program.Run(["merge", s0, s1, "--out", t]));
+        Assert.True(DatasetState.Load(t).IsComplete);
+        Assert.Equal(0, Program.Run(["summarize", t, "--json"]));
+        Assert.Equal(2, Program.Run(["collect", "--checkpoint", GoldenHf, "--dataset", data, "--shard", "3/2", "--out", Tmp("x.safetensors")]));
+        Assert.Equal(2, Program.Run(["merge", "--out", Tmp("x.safetensors")]));
+    }
 }
