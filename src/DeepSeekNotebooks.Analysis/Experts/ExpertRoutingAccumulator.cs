@@ -44,6 +44,7 @@ public sealed record VocabularySpecialisation(int Layer, int Expert, long TokenI
 /// repetition, per-token routing entropy and margin, per-domain counts and per-token-id counts. Memory is
 /// O(layers · (E² + domains · E + distinct token ids · E)), independent of the number of sequences; <see cref="Merge"/>
 /// is exact (integer counts; Chan-merged moments).
+/// Across processes or machines the state is saved, reloaded and merged through <see cref="DatasetState"/> (CLI: collect / merge / summarize).
 /// </summary>
 public sealed class ExpertRoutingAccumulator : IDatasetAccumulator, IMergeable<ExpertRoutingAccumulator>
 {

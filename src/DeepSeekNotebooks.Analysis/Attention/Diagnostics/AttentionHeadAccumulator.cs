@@ -31,6 +31,7 @@ public sealed record ClassAttention(int Layer, int Head, string QueryClass, stri
 /// rate, max-attention sparsity, and the three attention dimensions — temporal (mass vs query−key distance), structural
 /// (mass on boundary tokens) and semantic (mass between token classes). Memory is O(layers · heads · (bins + classes²)),
 /// independent of dataset size; <see cref="Merge"/> equals a single pass.
+/// Across processes or machines the state is saved, reloaded and merged through <see cref="DatasetState"/> (CLI: collect / merge / summarize).
 /// </summary>
 public sealed class AttentionHeadAccumulator : IDatasetAccumulator, IMergeable<AttentionHeadAccumulator>
 {
