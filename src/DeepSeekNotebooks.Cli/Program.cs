@@ -39,6 +39,7 @@ public static class Program
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(SoakCommand.Create());
         root.Subcommands.Add(InspectCommand.Create());
+        root.Subcommands.Add(InitCommand.Create());
         return root;
     }
 }
