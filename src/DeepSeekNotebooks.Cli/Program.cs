@@ -40,6 +40,7 @@ public static class Program
         root.Subcommands.Add(SoakCommand.Create());
         root.Subcommands.Add(InspectCommand.Create());
         root.Subcommands.Add(InitCommand.Create());
+        root.Subcommands.Add(TokenizeCommand.Create());
         return root;
     }
 }
