@@ -174,6 +174,24 @@ public class InitCommandTests : IDisposable
     }
 
     [Fact]
+    public void Write_FailingMidway_LeavesNoOutputAndNoTemporaryFiles()
+    {
+        var dir = Path.Combine(_tmp, "partial");
+        int reports = 0;
+        var failing = new ThrowingProgress(() => { if (++reports == 40) throw new IOException("disk full (simulated)"); });
+        var e = Assert.Throws<IOException>(() => RandomCheckpoint.Write(TinyConfig, dir,
+            new RandomCheckpointOptions { DType = SafetensorsDType.BF16, MaxShardBytes = 50_000, Progress = failing }));
+        Assert.Equal("disk full (simulated)", e.Message);
+        Assert.True(reports == 40, $"{reports} tensors reported: the failure must come after some shards were complete");
+        Assert.Empty(Directory.GetFileSystemEntries(_tmp));
+    }
+
+    private sealed class ThrowingProgress(Action onReport) : IProgress<(long Done, long Total)>
+    {
+        public void Report((long Done, long Total) value) => onReport();
+    }
+
+    [Fact]
     public void RootCommand_HasInit() => Assert.Contains(Program.BuildRootCommand().Subcommands, c => c.Name == "init");
 
     [Fact]
