@@ -340,7 +340,7 @@ public static class RandomCheckpoint
         return x ^ (x >> 31);
     }
 
-    /// <summary>Standard normal samples: xoshiro256** uniforms through Box–Muller (deterministic on every platform).</summary>
+    /// <summary>Standard normal samples: xoshiro256** uniforms through Marsaglia's polar method (deterministic on every platform).</summary>
     private sealed class Normal
     {
         private ulong _s0, _s1, _s2, _s3;
@@ -362,13 +362,17 @@ public static class RandomCheckpoint
         public float Next()
         {
             if (_hasSpare) { _hasSpare = false; return _spare; }
-            double u1 = ((NextBits() >> 11) + 1) * (1.0 / 9007199254740993.0); // (0, 1]
-            double u2 = (NextBits() >> 11) * (1.0 / 9007199254740992.0);       // [0, 1)
-            double r = Math.Sqrt(-2.0 * Math.Log(u1));
-            var (sin, cos) = Math.SinCos(2 * Math.PI * u2);
-            _spare = (float)(r * sin);
+            double u, v, q;
+            do
+            {
+                u = (NextBits() >> 11) * (2.0 / 9007199254740992.0) - 1.0; // [-1, 1)
+                v = (NextBits() >> 11) * (2.0 / 9007199254740992.0) - 1.0;
+                q = u * u + v * v;
+            } while (q >= 1.0 || q == 0.0);
+            double f = Math.Sqrt(-2.0 * Math.Log(q) / q);
+            _spare = (float)(v * f);
             _hasSpare = true;
-            return (float)(r * cos);
+            return (float)(u * f);
         }
     }
 }
