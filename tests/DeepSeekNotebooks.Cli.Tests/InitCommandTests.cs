@@ -192,6 +192,28 @@ public class InitCommandTests : IDisposable
     }
 
     [Fact]
+    public void Encoders_RoundToNearestEven_AsTheFormatsDefine()
+    {
+        // Every finite E4M3FN bit pattern encodes back to itself, through the loader's decode table.
+        for (int b = 0; b < 256; b++)
+        {
+            if ((b & 0x7F) == 0x7F) continue; // NaN
+            var bytes = new[] { (byte)b };
+            var f = new float[1];
+            SafetensorsDTypes.ConvertToFloat32(SafetensorsDType.F8_E4M3, bytes, f);
+            Assert.Equal((byte)b, RandomCheckpoint.ToE4M3(f[0]));
+        }
+        Assert.Equal(0x7E, RandomCheckpoint.ToE4M3(1000f));          // saturates at 448 (0.1111.110)
+        Assert.Equal(0x38, RandomCheckpoint.ToE4M3(1.0625f));        // 1 + 1/16 lies halfway between 1 (0x38) and 1.125 (0x39): even wins
+        Assert.Equal(0x3A, RandomCheckpoint.ToE4M3(1.1875f));        // halfway between 1.125 (0x39) and 1.25 (0x3A): even wins
+        Assert.Equal(0x01, RandomCheckpoint.ToE4M3(0.002f));         // nearest is the smallest subnormal 2^-9 ≈ 0.00195
+        Assert.Equal((ushort)0x3F80, RandomCheckpoint.ToBFloat16(1f + 1f / 256));  // tie → even (1.0)
+        Assert.Equal((ushort)0x3F82, RandomCheckpoint.ToBFloat16(1f + 3f / 256));  // tie → even (1 + 2/128)
+        Assert.Equal((ushort)0x3F81, RandomCheckpoint.ToBFloat16(1f + 1f / 128));  // exact
+        Assert.Equal((ushort)0xC000, RandomCheckpoint.ToBFloat16(-2f));
+    }
+
+    [Fact]
     public void RootCommand_HasInit() => Assert.Contains(Program.BuildRootCommand().Subcommands, c => c.Name == "init");
 
     [Fact]
