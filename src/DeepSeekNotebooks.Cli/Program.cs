@@ -42,6 +42,8 @@ public static class Program
         root.Subcommands.Add(CollectCommand.Create());
         root.Subcommands.Add(MergeCommand.Create());
         root.Subcommands.Add(SummarizeCommand.Create());
+        root.Subcommands.Add(InitCommand.Create());
+        root.Subcommands.Add(TokenizeCommand.Create());
         return root;
     }
 }

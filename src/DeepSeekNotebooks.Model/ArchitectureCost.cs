@@ -266,6 +266,9 @@ public sealed class ArchitectureCost
 
     private static readonly Regex ProjectionWeight = new(@"\.(wq|wq_a|wq_b|wkv_a|wkv_b|wo|w1|w2|w3)\.weight$", RegexOptions.Compiled);
 
+    /// <summary>Whether an official parameter name is a projection weight, the tensors an FP8 checkpoint stores in FP8 with block scales.</summary>
+    internal static bool IsProjectionWeight(string officialName) => ProjectionWeight.IsMatch(officialName);
+
     private static Dictionary<string, long> EstimateBytes(DeepSeekConfig c, List<(string Name, long[] Shape, int Layer)> shapes)
     {
         var (plainKey, plainSize) = c.TorchDtype switch

@@ -12,14 +12,21 @@ public sealed class DeepSeekTokenizer : IDisposable
     private static int s_live;
     private readonly Tokenizers.DotNet.Tokenizer _tokenizer;
     private readonly Dictionary<int, string> _idToToken;
+    private readonly long[] _specialPrefix, _specialSuffix;
+    private readonly bool _libraryAddsSpecial;
     private int _disposed;
 
-    private DeepSeekTokenizer(string path, Tokenizers.DotNet.Tokenizer tokenizer, Dictionary<int, string> idToToken)
+    private DeepSeekTokenizer(string path, Tokenizers.DotNet.Tokenizer tokenizer, Dictionary<int, string> idToToken, long[] prefix, long[] suffix)
     {
         Path = path;
         _tokenizer = tokenizer;
         _idToToken = idToToken;
+        _specialPrefix = prefix;
+        _specialSuffix = suffix;
         Interlocked.Increment(ref s_live);
+        // Whether the native binding runs the post-processor with add_special_tokens: the empty text encodes to exactly the
+        // template's special tokens if it does, to nothing if it does not.
+        _libraryAddsSpecial = prefix.Length + suffix.Length > 0 && Encode("").SequenceEqual(prefix.Concat(suffix));
     }
 
     /// <summary>Native tokenizers created by this class and not yet disposed, process-wide (for the native-memory tests).</summary>
@@ -35,6 +42,7 @@ public sealed class DeepSeekTokenizer : IDisposable
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"tokenizer file not found: {path}", path);
         var idToToken = new Dictionary<int, string>();
+        long[] prefix, suffix;
         try
         {
             var root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject
@@ -43,6 +51,7 @@ public sealed class DeepSeekTokenizer : IDisposable
                 foreach (var (token, id) in vocab) idToToken[id!.GetValue<int>()] = token;
             if (root["added_tokens"] is JsonArray added)
                 foreach (var t in added.OfType<JsonObject>()) idToToken[t["id"]!.GetValue<int>()] = t["content"]!.GetValue<string>();
+            (prefix, suffix) = SpecialTemplate(root["post_processor"]);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
         {
@@ -51,11 +60,53 @@ public sealed class DeepSeekTokenizer : IDisposable
         Tokenizers.DotNet.Tokenizer tokenizer;
         try { tokenizer = new Tokenizers.DotNet.Tokenizer(path); }
         catch (Exception e) { throw new InvalidDataException($"{path} could not be loaded by the tokenizers library: {e.Message}", e); }
-        return new DeepSeekTokenizer(path, tokenizer, idToToken);
+        return new DeepSeekTokenizer(path, tokenizer, idToToken, prefix, suffix);
     }
 
     /// <summary>Encodes text to token ids.</summary>
     public long[] Encode(string text) => _tokenizer.Encode(text).Select(i => (long)i).ToArray();
+
+    /// <summary>
+    /// Encodes text to token ids, with or without the special tokens of the tokenizer's post-processor template
+    /// (<c>post_processor</c> <c>TemplateProcessing</c>, e.g. DeepSeek's <c>&lt;｜begin▁of▁sentence｜&gt;</c>), as the
+    /// reference library's <c>encode(text, add_special_tokens)</c>.
+    /// </summary>
+    public long[] Encode(string text, bool addSpecialTokens)
+    {
+        var ids = Encode(text);
+        if (addSpecialTokens == _libraryAddsSpecial) return ids;
+        if (addSpecialTokens) return [.. _specialPrefix, .. ids, .. _specialSuffix];
+        return ids[_specialPrefix.Length..^_specialSuffix.Length];
+    }
+
+    /// <summary>The special-token ids before and after the sequence in the post-processor's single-sequence template.</summary>
+    private static (long[] Prefix, long[] Suffix) SpecialTemplate(JsonNode? processor)
+    {
+        if (processor is not JsonObject p) return ([], []);
+        if ((string?)p["type"] == "Sequence" && p["processors"] is JsonArray list)
+        {
+            foreach (var inner in list)
+            {
+                var t = SpecialTemplate(inner);
+                if (t.Prefix.Length + t.Suffix.Length > 0) return t;
+            }
+            return ([], []);
+        }
+        if ((string?)p["type"] != "TemplateProcessing" || p["single"] is not JsonArray single) return ([], []);
+        var specials = p["special_tokens"] as JsonObject;
+        List<long> prefix = new(), suffix = new();
+        bool seenSequence = false;
+        foreach (var piece in single.OfType<JsonObject>())
+        {
+            if (piece.ContainsKey("Sequence")) { seenSequence = true; continue; }
+            var id = (string?)piece["SpecialToken"]?["id"];
+            if (id is null) continue;
+            var ids = specials?[id]?["ids"] as JsonArray
+                      ?? throw new InvalidDataException($"post_processor template names special token '{id}' but special_tokens has no ids for it");
+            (seenSequence ? suffix : prefix).AddRange(ids.Select(i => (long)i!.GetValue<int>()));
+        }
+        return (prefix.ToArray(), suffix.ToArray());
+    }
 
     /// <summary>Decodes token ids to text.</summary>
     public string Decode(IEnumerable<long> ids) => _tokenizer.Decode(ids.Select(i => checked((uint)i)).ToArray());
