@@ -41,6 +41,33 @@ public sealed record QuantizationConfig
     public required int WeightBlockColumns { get; init; }
 }
 
+/// <summary>
+/// DeepSeek-V3.2's lightning indexer (DeepSeek Sparse Attention, the <c>Indexer</c> of the official V3.2-Exp
+/// <c>inference/model.py</c>): a few small heads score every visible key for every query, and MLA attends only to
+/// the <see cref="Topk"/> best keys. Present only in V3.2 configurations (<c>model_type: deepseek_v32</c>).
+/// </summary>
+public sealed record LightningIndexerConfig
+{
+    /// <summary><c>index_n_heads</c>: indexer heads (DeepSeek-V3.2: 64).</summary>
+    public required int NHeads { get; init; }
+    /// <summary><c>index_head_dim</c>: size of one indexer query/key vector, rope part first (DeepSeek-V3.2: 128).</summary>
+    public required int HeadDim { get; init; }
+    /// <summary><c>index_topk</c>: keys each query attends to (DeepSeek-V3.2: 2048).</summary>
+    public required int Topk { get; init; }
+}
+
+/// <summary>
+/// How the FP8 activation quantisation (<c>act_quant</c> of the official code) picks a block's scale: <c>scale_fmt</c>
+/// of the official <c>ModelArgs</c> (Hugging Face: <c>quantization_config.scale_fmt</c>).
+/// </summary>
+public enum ScaleFormat
+{
+    /// <summary><c>scale_fmt = None</c> (the <c>ModelArgs</c> default): scale = amax / 448.</summary>
+    Float,
+    /// <summary><c>"ue8m0"</c> (DeepSeek-V3.2's <c>config_671B_v3.2.json</c>): scale = 2^ceil(log2(amax / 448)), a power of two.</summary>
+    Ue8m0,
+}
+
 /// <summary>How the gate turns router logits into scores: <c>scoring_func</c> (official code: <c>score_func</c>).</summary>
 public enum ScoringFunc
 {
@@ -158,6 +185,17 @@ public sealed record DeepSeekConfig
     public QuantizationConfig? Quantization { get; init; }
     /// <summary><c>torch_dtype</c> (e.g. <c>"bfloat16"</c>): the storage dtype of unquantized tensors; null when absent.</summary>
     public string? TorchDtype { get; init; }
+    /// <summary>
+    /// DeepSeek-V3.2's lightning indexer (<c>index_n_heads</c>, <c>index_head_dim</c>, <c>index_topk</c>); null for
+    /// V2/V3 (plain MLA). Its presence makes the attention kind "MLA + lightning indexer".
+    /// </summary>
+    public LightningIndexerConfig? Indexer { get; init; }
+    /// <summary>
+    /// <c>scale_fmt</c> of the FP8 activation quantisation the official V3.2 code simulates (indexer q/k, KV latent);
+    /// <see cref="ScaleFormat.Float"/> (the <c>ModelArgs</c> default, None) when absent. Hugging Face files hold it as
+    /// <c>quantization_config.scale_fmt</c>, so a float checkpoint's <c>config.json</c> cannot say it.
+    /// </summary>
+    public ScaleFormat ScaleFmt { get; init; } = ScaleFormat.Float;
 
     /// <summary>Fields of the source JSON this type does not model, written back unchanged by <see cref="ToJson"/>.</summary>
     public JsonObject? ExtraFields { get; init; }
@@ -250,6 +288,18 @@ public sealed record DeepSeekConfig
         }
         if (NumNextnPredictLayers < 0)
             throw new ConfigException("num_nextn_predict_layers", $"must be >= 0 (number of multi-token-prediction modules), got {NumNextnPredictLayers}");
+        if (Indexer is { } ix)
+        {
+            Positive(ix.NHeads, "index_n_heads");
+            Positive(ix.Topk, "index_topk");
+            if (ix.HeadDim <= QkRopeHeadDim || (ix.HeadDim & (ix.HeadDim - 1)) != 0)
+                throw new ConfigException("index_head_dim",
+                    $"must be a power of two (the indexer's Hadamard rotation) larger than qk_rope_head_dim ({QkRopeHeadDim}, its rope part), got {ix.HeadDim}");
+            if (QLoraRank is null)
+                throw new ConfigException("q_lora_rank", "must be set with a lightning indexer (index_n_heads etc.): the indexer's queries are computed from the q_lora_rank latent");
+        }
+        if (!Enum.IsDefined(ScaleFmt))
+            throw new ConfigException("scale_fmt", $"must be null or \"ue8m0\", got {ScaleFmt}");
         if (Quantization is { } qc)
         {
             if (qc.QuantMethod != "fp8")
@@ -273,7 +323,7 @@ public sealed record DeepSeekConfig
         "moe_layer_freq", "num_attention_heads", "n_routed_experts", "n_shared_experts", "num_experts_per_tok", "n_group", "topk_group",
         "scoring_func", "topk_method", "norm_topk_prob", "routed_scaling_factor", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
         "qk_rope_head_dim", "v_head_dim", "rope_theta", "rope_scaling", "rms_norm_eps", "max_position_embeddings", "tie_word_embeddings",
-        "num_nextn_predict_layers", "quantization_config", "torch_dtype",
+        "num_nextn_predict_layers", "quantization_config", "torch_dtype", "index_n_heads", "index_head_dim", "index_topk",
     };
 
     /// <summary>
@@ -289,10 +339,13 @@ public sealed record DeepSeekConfig
     };
 
     /// <summary>The Hugging Face architecture classes whose weights this kit's model reproduces.</summary>
-    private static readonly string[] DeepSeekArchitectures = { "DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM" };
+    private static readonly string[] DeepSeekArchitectures = { "DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM", V32Architecture };
+
+    /// <summary>DeepSeek-V3.2's Hugging Face architecture class and <c>model_type</c> (lightning indexer).</summary>
+    private const string V32Architecture = "DeepseekV32ForCausalLM", V32ModelType = "deepseek_v32";
 
     /// <summary>The <c>model_type</c> values of DeepSeek-V2/V3 files (Kimi K2 declares DeepseekV3ForCausalLM under its own type).</summary>
-    private static readonly string[] DeepSeekModelTypes = { "deepseek_v2", "deepseek_v3", "kimi_k2" };
+    private static readonly string[] DeepSeekModelTypes = { "deepseek_v2", "deepseek_v3", "kimi_k2", V32ModelType };
 
     /// <summary>
     /// The values of absent Hugging Face <c>config.json</c> fields: this record's initialisers (the shape fields are
@@ -325,6 +378,7 @@ public sealed record DeepSeekConfig
             if (Array.IndexOf(KnownHfFields, k) < 0) extra[k] = v?.DeepClone();
 
         var a = Absent;
+        var indexer = ParseHfIndexer(o);
         var nRouted = OptInt(o, "n_routed_experts") ?? a.NRoutedExperts;
         var cfg = new DeepSeekConfig
         {
@@ -358,6 +412,8 @@ public sealed record DeepSeekConfig
             NumNextnPredictLayers = OptInt(o, "num_nextn_predict_layers") ?? a.NumNextnPredictLayers,
             Quantization = ParseQuantization(o["quantization_config"]),
             TorchDtype = OptString(o, "torch_dtype") ?? a.TorchDtype,
+            Indexer = indexer,
+            ScaleFmt = ParseScaleFmt(o["quantization_config"] is JsonObject qco ? qco["scale_fmt"] : null, "quantization_config.scale_fmt") ?? a.ScaleFmt,
             ExtraFields = extra,
         };
         return cfg.Validate();
@@ -383,8 +439,36 @@ public sealed record DeepSeekConfig
         else if (modelType is not null && Array.IndexOf(DeepSeekModelTypes, modelType) < 0)
         {
             throw new ConfigException("model_type",
-                $"must be {string.Join(", ", DeepSeekModelTypes.Select(t => $"\"{t}\""))} or the file must list DeepseekV2ForCausalLM/DeepseekV3ForCausalLM in \"architectures\", got \"{modelType}\"");
+                $"must be {string.Join(", ", DeepSeekModelTypes.Select(t => $"\"{t}\""))} or the file must list DeepseekV2ForCausalLM/DeepseekV3ForCausalLM/DeepseekV32ForCausalLM in \"architectures\", got \"{modelType}\"");
         }
+    }
+
+    /// <summary>The index fields, all three or none; a V3.2 file (model_type or architecture) must have them, others must not.</summary>
+    private static LightningIndexerConfig? ParseHfIndexer(JsonObject o)
+    {
+        string[] fields = { "index_n_heads", "index_head_dim", "index_topk" };
+        var present = fields.Where(f => o[f] is not null).ToArray();
+        bool v32 = OptString(o, "model_type") == V32ModelType
+                   || (o["architectures"] is JsonArray arr && arr.Any(n => n is JsonValue v && v.TryGetValue<string>(out var s) && s == V32Architecture));
+        if (present.Length == 0)
+        {
+            if (v32) throw new ConfigException("index_n_heads", $"is required for DeepSeek-V3.2 (model_type \"{V32ModelType}\" / {V32Architecture}): give index_n_heads, index_head_dim and index_topk");
+            return null;
+        }
+        if (!v32)
+            throw new ConfigException(present[0], $"belongs to DeepSeek-V3.2's lightning indexer, but the file declares neither model_type \"{V32ModelType}\" nor {V32Architecture}");
+        var missing = fields.FirstOrDefault(f => o[f] is null);
+        if (missing is not null)
+            throw new ConfigException(missing, "is required with the other index_* fields (a lightning indexer needs index_n_heads, index_head_dim and index_topk)");
+        return new LightningIndexerConfig { NHeads = Int(o, "index_n_heads"), HeadDim = Int(o, "index_head_dim"), Topk = Int(o, "index_topk") };
+    }
+
+    /// <summary><c>scale_fmt</c>: JSON null or absent → null (caller's default), <c>"ue8m0"</c>; anything else names the field.</summary>
+    private static ScaleFormat? ParseScaleFmt(JsonNode? node, string field)
+    {
+        if (node is null) return null;
+        if (node is JsonValue v && v.TryGetValue<string>(out var s) && s == "ue8m0") return ScaleFormat.Ue8m0;
+        throw new ConfigException(field, $"must be null (scale = amax/448) or \"ue8m0\" (power-of-two scales), got {node.ToJsonString()}");
     }
 
     private static QuantizationConfig? ParseQuantization(JsonNode? node)
@@ -440,8 +524,8 @@ public sealed record DeepSeekConfig
     {
         var o = new JsonObject
         {
-            ["architectures"] = new JsonArray("DeepseekV3ForCausalLM"),
-            ["model_type"] = "deepseek_v3",
+            ["architectures"] = new JsonArray(Indexer is null ? "DeepseekV3ForCausalLM" : V32Architecture),
+            ["model_type"] = Indexer is null ? "deepseek_v3" : V32ModelType,
         };
         if (ExtraFields is not null)
             foreach (var (k, v) in ExtraFields) o[k] = v?.DeepClone();
@@ -492,6 +576,14 @@ public sealed record DeepSeekConfig
             o["quantization_config"] = qo;
         }
         if (TorchDtype is not null) o["torch_dtype"] = TorchDtype;
+        if (Indexer is { } ix)
+        {
+            o["index_n_heads"] = ix.NHeads;
+            o["index_head_dim"] = ix.HeadDim;
+            o["index_topk"] = ix.Topk;
+        }
+        // Hugging Face files carry scale_fmt inside quantization_config, so it survives only with FP8 weights.
+        if (ScaleFmt == ScaleFormat.Ue8m0 && o["quantization_config"] is JsonObject qo2) qo2["scale_fmt"] = "ue8m0";
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
@@ -556,6 +648,14 @@ public sealed record DeepSeekConfig
             MaxPositionEmbeddings = maxSeq,
             TorchDtype = dtype is null ? null : "bfloat16",
             Quantization = dtype == "fp8" ? new QuantizationConfig { Fmt = "e4m3", WeightBlockRows = 128, WeightBlockColumns = 128 } : null,
+            ScaleFmt = ParseScaleFmt(o["scale_fmt"], "scale_fmt") ?? ScaleFormat.Float,
+            // V3.2-Exp's ModelArgs: index_n_heads 64, index_head_dim 128, index_topk 2048; a V3 ModelArgs has none of them.
+            Indexer = o["index_n_heads"] is null && o["index_head_dim"] is null && o["index_topk"] is null ? null : new LightningIndexerConfig
+            {
+                NHeads = OptInt(o, "index_n_heads") ?? 64,
+                HeadDim = OptInt(o, "index_head_dim") ?? 128,
+                Topk = OptInt(o, "index_topk") ?? 2048,
+            },
         };
         try { return cfg.Validate(); }
         catch (ConfigException e) when (ModelArgsNames.TryGetValue(e.Field, out var name))
@@ -611,6 +711,13 @@ public sealed record DeepSeekConfig
         };
         if (Quantization is not null) o["dtype"] = "fp8";
         else if (TorchDtype == "bfloat16") o["dtype"] = "bf16";
+        if (ScaleFmt == ScaleFormat.Ue8m0) o["scale_fmt"] = "ue8m0";
+        if (Indexer is { } ix)
+        {
+            o["index_n_heads"] = ix.NHeads;
+            o["index_head_dim"] = ix.HeadDim;
+            o["index_topk"] = ix.Topk;
+        }
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 

@@ -48,7 +48,7 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
         foreach (var (name, p) in model.named_parameters())
         {
             if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1);
-            else if (name.EndsWith("gate.bias", StringComparison.Ordinal)) p.zero_();
+            else if (name.EndsWith("gate.bias", StringComparison.Ordinal) || name.EndsWith("norm.bias", StringComparison.Ordinal)) p.zero_();
             // TorchSharp 0.107's nn.init.normal_ ignores its generator argument, so a seeded init draws from the generator directly.
             else if (generator is not null) p.copy_(randn(p.shape, dtype: p.dtype, generator: generator).mul_(0.02));
             else nn.init.normal_(p, 0, 0.02);
@@ -76,6 +76,24 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
     public Parameter HeadWeight => head.weight!;
     /// <summary>The final RMSNorm.</summary>
     public RMSNorm FinalNorm => norm;
+
+    /// <summary>
+    /// Whether the forward pass simulates the official code's FP8 activation rounding (DeepSeek-V3.2: indexer queries
+    /// and keys, MLA key/value latent). <see cref="QuantisationSimulation.Official"/> by default; set
+    /// <see cref="QuantisationSimulation.Off"/> for plain-float analysis. No effect on V2/V3 models (their official
+    /// code rounds no activations in float/bf16 runs).
+    /// </summary>
+    public QuantisationSimulation Quantisation
+    {
+        get => _quantisation;
+        set
+        {
+            if (!Enum.IsDefined(value)) throw new ArgumentOutOfRangeException(nameof(value), value, "must be QuantisationSimulation.Official or .Off");
+            _quantisation = value;
+            foreach (var layer in layers) layer.Attention.Quantisation = value;
+        }
+    }
+    private QuantisationSimulation _quantisation = QuantisationSimulation.Official;
 
     /// <summary>Token ids [batch, seq] (int64) → logits [batch, seq, vocab] at every position (causal).</summary>
     public override Tensor forward(Tensor inputIds)

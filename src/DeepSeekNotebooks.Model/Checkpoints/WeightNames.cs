@@ -19,6 +19,8 @@ internal static class WeightNames
         ("self_attn.q_proj", "attn.wq"), ("self_attn.q_a_proj", "attn.wq_a"), ("self_attn.q_a_layernorm", "attn.q_norm"),
         ("self_attn.q_b_proj", "attn.wq_b"), ("self_attn.kv_a_proj_with_mqa", "attn.wkv_a"), ("self_attn.kv_a_layernorm", "attn.kv_norm"),
         ("self_attn.kv_b_proj", "attn.wkv_b"), ("self_attn.o_proj", "attn.wo"),
+        // DeepSeek-V3.2's lightning indexer keeps its official names under self_attn (wq_b, wk, k_norm, weights_proj).
+        ("self_attn.indexer", "attn.indexer"),
         ("input_layernorm", "attn_norm"), ("post_attention_layernorm", "ffn_norm"),
         ("mlp.gate.e_score_correction_bias", "ffn.gate.bias"), ("mlp.gate.weight", "ffn.gate.weight"),
         ("mlp.gate_proj", "ffn.w1"), ("mlp.down_proj", "ffn.w2"), ("mlp.up_proj", "ffn.w3"),

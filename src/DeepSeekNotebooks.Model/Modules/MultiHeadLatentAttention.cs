@@ -12,6 +12,9 @@ namespace DeepSeekNotebooks.Model.Modules;
 /// <c>wkv_a → kv_norm → wkv_b</c>; a decoupled RoPE part of <c>qk_rope_head_dim</c> per head for queries and one shared
 /// rope key; causal softmax with the (YaRN-corrected) scale <see cref="DeepSeekConfig.SoftmaxScale"/>.
 /// Stand-alone, <see cref="forward"/> attends causally over positions 0 … seq−1, exactly as inside <see cref="DeepSeekModel"/>.
+/// With a lightning indexer in the configuration (DeepSeek-V3.2, attention kind "MLA + lightning indexer", the
+/// <c>MLA</c> of the official V3.2-Exp code), each query attends only to the keys its <see cref="Indexer"/> selects, and
+/// under <see cref="QuantisationSimulation.Official"/> the key/value latent is rounded through FP8 as the official code does.
 /// </summary>
 public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
 {
@@ -21,7 +24,9 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
     private readonly RMSNorm? q_norm;
     private readonly Linear wkv_a, wkv_b, wo;
     private readonly RMSNorm kv_norm;
+    private readonly LightningIndexer? indexer;
     private readonly float[] _inverseFrequencies;
+    private QuantisationSimulation _quantisation = QuantisationSimulation.Official;
 
     internal MultiHeadLatentAttention(string name, DeepSeekConfig c, int layer) : base(name)
     {
@@ -42,8 +47,26 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
         kv_norm = new RMSNorm("kv_norm", c.KvLoraRank, c.RmsNormEps);
         wkv_b = nn.Linear(c.KvLoraRank, h * (c.QkNopeHeadDim + c.VHeadDim), hasBias: false);
         wo = nn.Linear(h * c.VHeadDim, c.HiddenSize, hasBias: false);
+        if (c.Indexer is not null) indexer = new LightningIndexer("indexer", c, layer);
         _inverseFrequencies = RotaryEmbedding.InverseFrequencies(c);
         RegisterComponents();
+    }
+
+    /// <summary>The lightning indexer (DeepSeek-V3.2), or null for plain MLA (V2/V3).</summary>
+    public LightningIndexer? Indexer => indexer;
+
+    /// <summary>
+    /// Whether FP8 activation rounding is simulated as the official code does (V3.2: KV latent here, queries and keys in
+    /// the <see cref="Indexer"/>, which this setting also sets). Plain MLA (V2/V3) rounds nothing either way.
+    /// </summary>
+    public QuantisationSimulation Quantisation
+    {
+        get => _quantisation;
+        set
+        {
+            _quantisation = value;
+            if (indexer is not null) indexer.Quantisation = value;
+        }
     }
 
     /// <summary>
@@ -58,6 +81,9 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
         var (cos, sin) = PositionTables(x.shape[1], x.device);
         return Forward(x, cos, sin, CausalMask(x.shape[1], x.device), null).MoveToOuterDisposeScope();
     }
+
+    /// <summary>The query latent qr = q_norm(wq_a(x)) [batch, seq, q_lora_rank] the indexer reads; null with full-rank queries.</summary>
+    internal Tensor? QueryLatent(Tensor x) => wq is not null ? null : q_norm!.forward(wq_a!.forward(x));
 
     /// <summary>RoPE cos/sin tables for positions 0 … seq−1.</summary>
     internal (Tensor Cos, Tensor Sin) PositionTables(long seq, Device device) => RotaryEmbedding.Tables(_inverseFrequencies, 0, seq, device);
@@ -80,7 +106,8 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], s = x.shape[1], h = _c.NumAttentionHeads;
-        var q = wq is not null ? wq.forward(x) : wq_b!.forward(q_norm!.forward(wq_a!.forward(x)));
+        var qr = wq is not null ? null : q_norm!.forward(wq_a!.forward(x));
+        var q = wq is not null ? wq.forward(x) : wq_b!.forward(qr!);
         q = q.view(b, s, h, _c.QkHeadDim);
         var qParts = q.split(new long[] { _c.QkNopeHeadDim, _c.QkRopeHeadDim }, dim: -1);
         var qPe = RotaryEmbedding.Apply(qParts[1], cos, sin);
@@ -88,7 +115,15 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
         var kv = wkv_a.forward(x);
         var kvParts = kv.split(new long[] { _c.KvLoraRank, _c.QkRopeHeadDim }, dim: -1);
         var kPe = RotaryEmbedding.Apply(kvParts[1].unsqueeze(2), cos, sin);            // [b, s, 1, rope]
-        var kvb = wkv_b.forward(kv_norm.forward(kvParts[0])).view(b, s, h, _c.QkNopeHeadDim + _c.VHeadDim);
+        var latent = kv_norm.forward(kvParts[0]);
+        if (indexer is not null && _quantisation == QuantisationSimulation.Official)
+        {
+            // The official V3.2 code rounds the latent through FP8 (act_quant, one scale per 128 elements). Gradients pass
+            // straight through: deq + (c − c) keeps deq's bits and gives ∂/∂c = 1.
+            var (fp8, scale) = Fp8Simulation.ActQuant(latent, _c.ScaleFmt, "the KV latent (kv_lora_rank)");
+            latent = Fp8Simulation.Dequantise(fp8, scale).detach() + (latent - latent.detach());
+        }
+        var kvb = wkv_b.forward(latent).view(b, s, h, _c.QkNopeHeadDim + _c.VHeadDim);
         var kvbParts = kvb.split(new long[] { _c.QkNopeHeadDim, _c.VHeadDim }, dim: -1);
 
         var qFull = cat(new[] { qParts[0], qPe }, -1).transpose(1, 2);                               // [b, h, s, d]
@@ -96,7 +131,8 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
         var v = kvbParts[1].transpose(1, 2);                                                           // [b, h, s, dv]
 
         var scores = qFull.matmul(kFull.transpose(-2, -1)) * _c.SoftmaxScale;                         // [b, h, q, k]
-        if (mask is not null) scores = scores + mask;
+        if (indexer is not null) scores = scores + indexer.Mask(x, qr!, cos, sin, mask, ctx);   // selected keys only (causal)
+        else if (mask is not null) scores = scores + mask;
         var probs = scores.softmax(-1);
         if (ctx is not null) probs = ctx.Point(HookPoints.AttnPattern(_layer), probs);
         var o = probs.matmul(v).transpose(1, 2).reshape(b, s, h * _c.VHeadDim);

@@ -56,4 +56,21 @@ internal static class RotaryEmbedding
         var y = stack(new[] { x0 * c - x1 * s, x0 * s + x1 * c }, -1).flatten(3);
         return y.to(x.dtype).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// Rotates x [batch, seq, heads, rope_dim] by the tables [seq, rope_dim/2] non-interleaved (half split, like
+    /// <c>rotate_half</c>): dimension j pairs with j + rope_dim/2. DeepSeek-V3.2's lightning indexer uses this form
+    /// (official code after its "fix indexer rope" commit); MLA keeps the interleaved <see cref="Apply"/>.
+    /// </summary>
+    internal static Tensor ApplyHalfSplit(Tensor x, Tensor cos, Tensor sin)
+    {
+        using var scope = NewDisposeScope();
+        var shape = x.shape;
+        long half = shape[3] / 2;
+        var parts = x.to(float32).split(new[] { half, half }, dim: -1);
+        var c = cos.view(1, shape[1], 1, half);
+        var s = sin.view(1, shape[1], 1, half);
+        var y = cat(new[] { parts[0] * c - parts[1] * s, parts[0] * s + parts[1] * c }, -1);
+        return y.to(x.dtype).MoveToOuterDisposeScope();
+    }
 }

@@ -21,10 +21,18 @@ public static class HookPoints
     internal const string ResidPreSuffix = "resid_pre", AttnPatternSuffix = "attn.pattern", AttnOutSuffix = "attn.out",
         ResidMidSuffix = "resid_mid", MlpOutSuffix = "mlp.out", ResidPostSuffix = "resid_post",
         RouterSuffix = "moe.router", SelectionSuffix = "moe.selection", IndicesSuffix = "moe.indices",
-        WeightsSuffix = "moe.weights", SharedOutSuffix = "moe.shared_out";
+        WeightsSuffix = "moe.weights", SharedOutSuffix = "moe.shared_out",
+        IndexerScoresSuffix = "attn.indexer.scores", IndexerTopkSuffix = "attn.indexer.topk";
 
     /// <summary>Residual stream entering block L [batch, seq, dim].</summary>
     public static string ResidPre(int layer) => Block(layer, ResidPreSuffix);
+    /// <summary>
+    /// Lightning-indexer scores of block L (DeepSeek-V3.2) [batch, query, key] before the top-k selection, −∞ at future
+    /// keys; replace to steer which keys MLA attends to.
+    /// </summary>
+    public static string IndexerScores(int layer) => Block(layer, IndexerScoresSuffix);
+    /// <summary>Keys the lightning indexer of block L selected (DeepSeek-V3.2) [batch, query, key] (bool; true = attended).</summary>
+    public static string IndexerTopk(int layer) => Block(layer, IndexerTopkSuffix);
     /// <summary>Attention probabilities of block L after softmax [batch, heads, query, key].</summary>
     public static string AttnPattern(int layer) => Block(layer, AttnPatternSuffix);
     /// <summary>Attention output of block L after <c>wo</c> [batch, seq, dim].</summary>
@@ -49,12 +57,22 @@ public static class HookPoints
     private static string Block(int layer, string suffix) => $"blocks.{layer}.{suffix}";
 
     private static readonly string[] EveryBlock = { ResidPreSuffix, AttnPatternSuffix, AttnOutSuffix, ResidMidSuffix };
+    private static readonly string[] IndexerBlock = { IndexerScoresSuffix, IndexerTopkSuffix };
+
+    /// <summary>The per-block points before the FFN, in forward order (the indexer's before attn.pattern when present).</summary>
+    private static IEnumerable<string> AttentionSuffixes(DeepSeekConfig config)
+    {
+        yield return ResidPreSuffix;
+        if (config.Indexer is not null)
+            foreach (var s in IndexerBlock) yield return s;
+        foreach (var s in EveryBlock.Skip(1)) yield return s;
+    }
     private static readonly string[] EveryBlockAfterFfn = { MlpOutSuffix, ResidPostSuffix };
     private static readonly string[] MoeBlock = { RouterSuffix, SelectionSuffix, IndicesSuffix, WeightsSuffix };
 
     private static IEnumerable<string> SuffixesOf(DeepSeekConfig config, int layer)
     {
-        foreach (var s in EveryBlock) yield return s;
+        foreach (var s in AttentionSuffixes(config)) yield return s;
         if (config.IsMoeLayer(layer))
         {
             foreach (var s in MoeBlock) yield return s;
@@ -65,7 +83,8 @@ public static class HookPoints
 
     /// <summary>
     /// Every hook point a model of this configuration offers, in forward order: <c>embed</c>, then per block
-    /// <c>resid_pre, attn.pattern, attn.out, resid_mid</c>, on MoE blocks <c>moe.router, moe.selection, moe.indices,
+    /// <c>resid_pre</c>, with a lightning indexer (DeepSeek-V3.2) <c>attn.indexer.scores, attn.indexer.topk</c>, then
+    /// <c>attn.pattern, attn.out, resid_mid</c>, on MoE blocks <c>moe.router, moe.selection, moe.indices,
     /// moe.weights</c> (and <c>moe.shared_out</c> with shared experts), <c>mlp.out, resid_post</c>; then <c>ln_final</c>, <c>logits</c>.
     /// </summary>
     public static IReadOnlyList<string> All(DeepSeekConfig config)
@@ -108,6 +127,8 @@ public static class HookPoints
         {
             if (layer >= config.NumHiddenLayers)
                 sb.Append($": the model has blocks 0..{config.NumHiddenLayers - 1}");
+            else if (Array.IndexOf(IndexerBlock, suffix) >= 0 && config.Indexer is null)
+                sb.Append(": the model has no lightning indexer (a DeepSeek-V3.2 feature: index_n_heads, index_head_dim, index_topk)");
             else if (Array.IndexOf(MoeBlock, suffix) >= 0 || suffix == SharedOutSuffix)
             {
                 var moe = MoeLayers(config);
@@ -139,7 +160,7 @@ public static class HookPoints
         var every = Enumerable.Range(0, config.NumHiddenLayers).ToList();
         var moe = MoeLayers(config);
         var patterns = new List<string> { Embed };
-        patterns.AddRange(EveryBlock.Select(s => $"blocks.{{{Ranges(every)}}}.{s}"));
+        patterns.AddRange(AttentionSuffixes(config).Select(s => $"blocks.{{{Ranges(every)}}}.{s}"));
         if (moe.Count > 0)
         {
             patterns.AddRange(MoeBlock.Select(s => $"blocks.{{{Ranges(moe)}}}.{s}"));

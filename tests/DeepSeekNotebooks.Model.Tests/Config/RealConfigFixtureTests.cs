@@ -114,12 +114,12 @@ public class RealConfigFixtureTests
     public void UnknownFields_AreKeptAndListed()
     {
         var o = JsonNode.Parse(File.ReadAllText(Fixture("deepseek-v3-hf-config.json")))!.AsObject();
-        o["index_topk"] = 2048;            // a field this kit does not know (DeepSeek-V3.2's sparse-attention indexer)
+        o["future_topk"] = 2048;           // fields this kit does not know (a newer release's)
         o["zz_custom"] = "x";
         var c = DeepSeekConfig.FromJson(o.ToJsonString());
-        Assert.Equal(new[] { "index_topk", "zz_custom" }, c.UnknownFields);
-        Assert.Equal(2048, (int)c.ExtraFields!["index_topk"]!);
-        Assert.Equal(2048, (int)JsonNode.Parse(c.ToJson())!["index_topk"]!);
+        Assert.Equal(new[] { "future_topk", "zz_custom" }, c.UnknownFields);
+        Assert.Equal(2048, (int)c.ExtraFields!["future_topk"]!);
+        Assert.Equal(2048, (int)JsonNode.Parse(c.ToJson())!["future_topk"]!);
     }
 
     [Fact]

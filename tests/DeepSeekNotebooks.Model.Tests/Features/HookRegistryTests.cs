@@ -25,13 +25,15 @@ public class HookRegistryTests
         Assert.Equal(expected, HookPoints.All(DeepSeekConfig.TinyFullFeatured));
     }
 
-    public static TheoryData<string> Shapes => new() { "full", "no-shared", "every-other-moe", "dense" };
+    public static TheoryData<string> Shapes => new() { "full", "no-shared", "every-other-moe", "dense", "v32-indexer" };
 
     private static DeepSeekConfig Shape(string shape) => shape switch
     {
         "no-shared" => DeepSeekConfig.TinyFullFeatured with { NSharedExperts = 0 },
         "every-other-moe" => DeepSeekConfig.TinyFullFeatured with { NumHiddenLayers = 5, MoeLayerFreq = 2 },
         "dense" => DeepSeekConfig.TinyFullFeatured with { NRoutedExperts = 0 },
+        // DeepSeek-V3.2's lightning indexer (FP8 simulation on: index_head_dim and kv_lora_rank one 128-block each).
+        "v32-indexer" => DeepSeekConfig.TinyFullFeatured with { KvLoraRank = 128, Indexer = new LightningIndexerConfig { NHeads = 2, HeadDim = 128, Topk = 3 } },
         _ => DeepSeekConfig.TinyFullFeatured,
     };
 
@@ -52,6 +54,7 @@ public class HookRegistryTests
     [InlineData("blocks.1.attn.patern", "Did you mean 'blocks.1.attn.pattern'")]
     [InlineData("blocks.0.moe.router", "block 0 is a dense block (MoE hook points exist on blocks 1..2)")]
     [InlineData("blocks.7.resid_post", "the model has blocks 0..2")]
+    [InlineData("blocks.1.attn.indexer.scores", "the model has no lightning indexer")]
     [InlineData("hidden.1", "Valid names: embed, blocks.0.resid_pre")]
     public void UnknownHookName_InRunWithHooks_IsAnError_ListingTheValidNames(string name, string hint)
     {
