@@ -107,15 +107,25 @@ public static class TorchRuntime
                 try { LoadLinuxBackend(); }
                 finally { _resolving = false; }
             }
-            try
-            {
-                torch.InitializeDeviceType(DeviceType.CPU);
-            }
-            catch (Exception e) when (e is not TorchLoadException)
+        }
+        // Not under Gate: the first use of torch runs its static constructor, which loads LibTorchSharp through
+        // Resolve() (it takes Gate). Holding Gate here while another thread is inside that constructor deadlocks both
+        // threads (seen as a test run hanging at start-up when test classes touch torch in parallel).
+        try
+        {
+            torch.InitializeDeviceType(DeviceType.CPU);
+        }
+        catch (Exception e) when (e is not TorchLoadException)
+        {
+            lock (Gate)
             {
                 Attempts.Add($"TorchSharp initialisation: {FirstLine(e.InnerException?.Message ?? e.Message)}");
                 throw new TorchLoadException("TorchSharp's native backend failed to initialise.", Attempts, e);
             }
+        }
+        lock (Gate)
+        {
+            if (_ready) return;
             if (IsLinuxX64) CheckMappedLibtorch(_libtorchDir!, after: true);
             Status ??= "TorchSharp native backend loaded normally.";
             _ready = true;
