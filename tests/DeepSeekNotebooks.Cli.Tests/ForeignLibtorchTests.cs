@@ -190,23 +190,7 @@ public sealed class ForeignLibtorchTests : IDisposable
         File.WriteAllText(input, notebook.ToJsonString());
         string output = Path.Combine(_tmp, "out.ipynb");
 
-        var (restoreExit, restoreLog) = KernelSmokeTests.Run(Root, ["tool", "restore"], TimeSpan.FromMinutes(3), environment);
-        Assert.True(restoreExit == 0, "dotnet tool restore failed:\n" + restoreLog);
-        var (exit, log) = KernelSmokeTests.Run(notebooks,
-            ["tool", "run", "dotnet-repl", "--", "--run", input, "--exit-after-run", "--output-path", output], TimeSpan.FromMinutes(6), environment);
-        Assert.True(exit == 0, $"dotnet-repl exited with {exit}:\n{log}");
-
-        using var doc = JsonDocument.Parse(File.ReadAllText(output));
-        var outputs = doc.RootElement.GetProperty("cells").EnumerateArray()
-            .Where(c => c.GetProperty("cell_type").GetString() == "code")
-            .SelectMany(c => c.GetProperty("outputs").EnumerateArray()).ToList();
-        var errors = outputs.Where(o => o.GetProperty("output_type").GetString() == "error")
-            .Select(o => o.GetProperty("evalue").GetString()).ToList();
-        Assert.True(errors.Count == 0, "error outputs:\n" + string.Join("\n---\n", errors));
-        string Text(JsonElement e) => e.ValueKind == JsonValueKind.Array
-            ? string.Concat(e.EnumerateArray().Select(x => x.GetString())) : e.GetString() ?? "";
-        var plain = string.Concat(outputs.Select(o => o.TryGetProperty("text", out var t) ? Text(t)
-            : o.TryGetProperty("data", out var d) && d.TryGetProperty("text/plain", out var p) ? Text(p) : ""));
+        var plain = string.Concat(KernelSmokeTests.RunNotebook(Root, notebooks, input, output, TimeSpan.FromMinutes(6), environment).Plain);
         Assert.Contains("attn[L0,H0] row-sum of last query = 1.0000", plain);
         Assert.Contains("tokenizer ids: 1,2", plain);
         return Regex.Matches(plain, @"mapped: (\S+)").Select(m => m.Groups[1].Value).ToList();

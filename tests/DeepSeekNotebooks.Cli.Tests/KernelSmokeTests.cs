@@ -21,14 +21,28 @@ public class KernelSmokeTests
         Assert.True(File.Exists(kit), $"the notebook references the Debug build of the kit; build it first: {kit}");
         string output = Path.Combine(Directory.CreateTempSubdirectory("dsn-kernel-smoke").FullName, "out.ipynb");
 
-        var (restoreExit, restoreLog) = Run(root, ["tool", "restore"], TimeSpan.FromMinutes(3));
-        Assert.True(restoreExit == 0, "dotnet tool restore failed:\n" + restoreLog);
-
         // The kernel resolves relative #r paths against the process working directory, so run from the notebook's
         // folder (VS Code sets the kernel's working directory to the notebook's folder the same way).
-        var (exit, log) = Run(notebooks,
-            ["tool", "run", "dotnet-repl", "--", "--run", Path.Combine(notebooks, "_kernel-smoke.ipynb"),
-             "--exit-after-run", "--output-path", output], TimeSpan.FromMinutes(5));
+        var (html, plain) = RunNotebook(root, notebooks, Path.Combine(notebooks, "_kernel-smoke.ipynb"), output, TimeSpan.FromMinutes(5));
+        Assert.Contains(html, h => h.Contains("Plotly.newPlot(") && h.Contains("plotly.js v"));
+        Assert.Contains(plain, s => s.StartsWith("DeepSeekNotebooks ready:"));
+        Assert.Contains(plain, s => s.Contains("Plotly.NET direct:"));
+        Assert.Contains(plain, s => s.Contains("attn[L0,H0] row-sum of last query = 1.0000"));
+        Assert.Contains(plain, s => s.Contains("tokenizer ids: 1,2"));
+    }
+
+    /// <summary>
+    /// Restores the local tools, runs <paramref name="input"/> in dotnet-repl from <paramref name="workingDirectory"/>
+    /// (with <paramref name="environment"/>), asserts exit 0 and no error outputs, and returns the code cells' outputs
+    /// as HTML and plain text.
+    /// </summary>
+    internal static (List<string> Html, List<string> Plain) RunNotebook(string root, string workingDirectory, string input, string output,
+        TimeSpan timeout, IReadOnlyDictionary<string, string?>? environment = null)
+    {
+        var (restoreExit, restoreLog) = Run(root, ["tool", "restore"], TimeSpan.FromMinutes(3), environment);
+        Assert.True(restoreExit == 0, "dotnet tool restore failed:\n" + restoreLog);
+        var (exit, log) = Run(workingDirectory,
+            ["tool", "run", "dotnet-repl", "--", "--run", input, "--exit-after-run", "--output-path", output], timeout, environment);
         Assert.True(exit == 0, $"dotnet-repl exited with {exit}:\n{log}");
 
         using var doc = JsonDocument.Parse(File.ReadAllText(output));
@@ -39,17 +53,13 @@ public class KernelSmokeTests
             .Select(o => o.GetProperty("evalue").GetString()).ToList();
         Assert.True(errors.Count == 0, "error outputs:\n" + string.Join("\n---\n", errors));
 
-        string Text(JsonElement e) => e.ValueKind == JsonValueKind.Array
+        static string Text(JsonElement e) => e.ValueKind == JsonValueKind.Array
             ? string.Concat(e.EnumerateArray().Select(x => x.GetString())) : e.GetString() ?? "";
         var html = outputs.Where(o => o.TryGetProperty("data", out var d) && d.TryGetProperty("text/html", out _))
             .Select(o => Text(o.GetProperty("data").GetProperty("text/html"))).ToList();
         var plain = outputs.Select(o => o.TryGetProperty("text", out var t) ? Text(t)
             : o.TryGetProperty("data", out var d) && d.TryGetProperty("text/plain", out var p) ? Text(p) : "").ToList();
-        Assert.Contains(html, h => h.Contains("Plotly.newPlot(") && h.Contains("plotly.js v"));
-        Assert.Contains(plain, s => s.StartsWith("DeepSeekNotebooks ready:"));
-        Assert.Contains(plain, s => s.Contains("Plotly.NET direct:"));
-        Assert.Contains(plain, s => s.Contains("attn[L0,H0] row-sum of last query = 1.0000"));
-        Assert.Contains(plain, s => s.Contains("tokenizer ids: 1,2"));
+        return (html, plain);
     }
 
     /// <summary>Runs <c>dotnet</c> with <paramref name="args"/>; <paramref name="environment"/> entries are set (null: removed).</summary>
