@@ -7,8 +7,8 @@ using Plotly.NET;
 namespace DeepSeekNotebooks.Interactive;
 
 /// <summary>
-/// .NET Interactive formatters: a <see cref="GenericChart"/>, <see cref="TokenAttributionView"/> or
-/// <see cref="HtmlReport"/> returned from a cell renders as text/html (plotly.js inline, see
+/// .NET Interactive formatters: a <see cref="GenericChart"/>, <see cref="TokenAttributionView"/>, <see cref="HeadView"/>,
+/// <see cref="ModelView"/> or <see cref="HtmlReport"/> returned from a cell renders as text/html (plotly.js inline, see
 /// <see cref="ChartHtml.Fragment"/>), and as a short description in text/plain. Run automatically by the package's
 /// <c>interactive-extensions/dotnet/extension.dib</c> on <c>#r "nuget: DeepSeekNotebooks.Visualization"</c>.
 /// </summary>
@@ -34,6 +34,11 @@ public static class DeepSeekNotebooksFormatters
         Formatter.Register<GenericChart>(Describe, PlainMime);
         Formatter.Register<TokenAttributionView>((view, writer) => writer.Write(view.ToHtml()), HtmlMime);
         Formatter.Register<TokenAttributionView>(v => v.ToString(), PlainMime);
+        // BertViz-style attention views: plain SVG/JS fragments, no plotly.js needed.
+        Formatter.Register<HeadView>((view, writer) => writer.Write(view.ToHtml()), HtmlMime);
+        Formatter.Register<HeadView>(v => v.ToString(), PlainMime);
+        Formatter.Register<ModelView>((view, writer) => writer.Write(view.ToHtml()), HtmlMime);
+        Formatter.Register<ModelView>(v => v.ToString(), PlainMime);
         Formatter.Register<HtmlReport>((r, writer) => writer.Write(ChartHtmlWithPlotly(r)), HtmlMime);
         Formatter.Register<HtmlReport>(r => $"HtmlReport \"{r.Title}\" ({r.Count} parts)", PlainMime);
         Formatter.Register<Microsoft.Data.Analysis.DataFrame>((f, writer) => writer.Write(DataFrameHtml.ToHtml(f)), HtmlMime);
@@ -44,7 +49,7 @@ public static class DeepSeekNotebooksFormatters
             writer.Write(ChartHtml.Fragment(DeepSeekNotebooks.Visualization.Charts.ResultCharts.Rollout(r))), HtmlMime);
         Formatter.Register<DeepSeekNotebooks.Analysis.Tracing.TraceSnapshot>((s, writer) =>
             writer.Write(ChartHtml.Fragment(DeepSeekNotebooks.Visualization.Charts.ResultCharts.Attention(s))), HtmlMime);
-        foreach (var t in new[] { typeof(GenericChart), typeof(TokenAttributionView), typeof(HtmlReport),
+        foreach (var t in new[] { typeof(GenericChart), typeof(TokenAttributionView), typeof(HtmlReport), typeof(HeadView), typeof(ModelView),
                      typeof(DeepSeekNotebooks.Analysis.Attribution.AttributionResult), typeof(DeepSeekNotebooks.Analysis.Attention.RolloutResult),
                      typeof(DeepSeekNotebooks.Analysis.Tracing.TraceSnapshot), typeof(Microsoft.Data.Analysis.DataFrame) })
             Formatter.SetPreferredMimeTypesFor(t, HtmlMime);

@@ -63,6 +63,26 @@ public class InteractiveTests
     }
 
     [Fact]
+    public void FormattersRenderTheBertVizViewsAsTheirFragments()
+    {
+        DeepSeekNotebooksFormatters.Register();
+        string[] toks = { "a", "<b>" };
+        var att = new[] { new DeepSeekNotebooks.Analysis.Attention.AttentionMatrix[] { new float[,] { { 1, 0 }, { 0.25f, 0.75f } } } };
+        var head = new HeadView(toks, att);
+        Assert.Equal("text/html", Formatter.GetPreferredMimeTypesFor(typeof(HeadView)).First());
+        string html = head.ToDisplayString("text/html");
+        Assert.Contains("class=\"dsn-attn-view dsn-head-view\"", html);
+        Assert.Contains("window.dsnAttentionViews.head(", html);
+        Assert.DoesNotContain("<b>", html);
+        Assert.Equal(head.ToString(), head.ToDisplayString("text/plain"));
+        Assert.EndsWith(": layer 0 3", head.ToString());   // lines drawn: 1 + 2 non-zero weights ≥ 0.01
+        var model = new ModelView(toks, att);
+        Assert.Equal("text/html", Formatter.GetPreferredMimeTypesFor(typeof(ModelView)).First());
+        Assert.Contains("window.dsnAttentionViews.model(", model.ToDisplayString("text/html"));
+        Assert.StartsWith("ModelView: 1 layers × 1 heads, 2 tokens", model.ToDisplayString("text/plain"));
+    }
+
+    [Fact]
     public void ExtensionScriptIsPackedAndCallsRegister()
     {
         string dir = AppContext.BaseDirectory;
