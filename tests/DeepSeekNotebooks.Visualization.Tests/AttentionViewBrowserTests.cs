@@ -197,6 +197,28 @@ public class AttentionViewBrowserTests : IClassFixture<ChromiumFixture>, IDispos
     }
 
     [Fact]
+    public async Task DashboardShowsBothViews()
+    {
+        var browser = _fx.Require();
+        string page = Dashboard.Build(SampleData.Dashboard());
+        const string interact =
+            "(function(){" + Helpers + "var r=hv(),m=mv(),s={};s.views=document.querySelectorAll('.dsn-attn-view').length;" +
+            "s.lines=visible(r).length;over(tok(r,'q',3));s.hover=visible(r).length;" +
+            "click(m.querySelector('.dsn-mv-click[data-layer=\"0\"][data-head=\"1\"]'));s.open=m.getAttribute('data-open');" +
+            "s.dash=document.body.getAttribute('data-dsn-ready');s.imgs=document.querySelectorAll('img').length;return s;})()";
+        var run = await browser.RunPageAsync(Write("dashboard-views.html", page), Ready + "&&document.body.getAttribute('data-dsn-ready')==='1'", interact, Timeout);
+        AssertClean(run, "Dashboard with views");
+        var r = run.Result;
+        var att = SampleData.Dashboard().Attention!;
+        Assert.Equal(2, r.GetProperty("views").GetInt32());
+        Assert.Equal(Enumerable.Range(0, 4).Sum(h => Kept(att[0][h])), r.GetProperty("lines").GetInt32());
+        Assert.Equal(Enumerable.Range(0, 4).Sum(h => Kept(att[0][h], 3)), r.GetProperty("hover").GetInt32());
+        Assert.Equal("0,1", r.GetProperty("open").GetString());
+        Assert.Equal("1", r.GetProperty("dash").GetString());
+        Assert.Equal(0, r.GetProperty("imgs").GetInt32());
+    }
+
+    [Fact]
     public async Task BundledModelAt128TokensRendersBothViews()
     {
         var browser = _fx.Require();

@@ -193,6 +193,25 @@ public class AttentionViewTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void DashboardCarriesBothViewsReproducibly()
+    {
+        var data = SampleData.Dashboard();
+        string page = Dashboard.Build(data);
+        Assert.Equal(page, Dashboard.Build(data));   // fixed view ids: the same data gives the same file
+        Assert.Contains("<h2>Head view (BertViz)</h2><div class=\"dsn-attn-view dsn-head-view\" id=\"dsn-dashboard-head-view\">", page);
+        Assert.Contains("id=\"dsn-dashboard-model-view\"", page);
+        var d = Data(page[page.IndexOf("id=\"dsn-dashboard-head-view\"", StringComparison.Ordinal)..].Insert(0, "<div "));
+        Assert.Equal(SampleData.Tokens, d.GetProperty("tokens").EnumerateArray().Select(t => t.GetString()).ToArray());
+        Assert.Equal(4, d.GetProperty("layers").GetArrayLength());
+        // views refuse NaN weights; the dashboard still builds and says why
+        var bad = data.Attention!.Select(l => l.ToArray()).ToArray();
+        var m = bad[2][1].ToArray(); m[3, 1] = float.NaN; bad[2][1] = m;
+        string withNaN = Dashboard.Build(data with { Attention = bad });
+        Assert.Contains("Head view (BertViz) not available: attention[2][1] has weight NaN at query 3, key 1", withNaN);
+        Assert.Contains("Attention not provided for this input.", Dashboard.Build(data with { Attention = null }));
+    }
+
+    [Fact]
     public void BundledModelAt128TokensStaysSmall()
     {
         // The real thing: the bundled model's attention on 128 tokens of text, all 4 layers × 4 heads.

@@ -9,7 +9,7 @@ namespace DeepSeekNotebooks.Visualization.Html;
 /// <summary>
 /// One self-contained HTML file per analysed input: attention (per layer/head heatmap), rollout, attribution
 /// (coloured text + bar chart per method) and MoE routing (expert choice per token per layer), linked by
-/// layer/head/method/token controls. No server and no network: plotly.js and the dashboard script are inline, the
+/// layer/head/method/token controls; below them the attention's <see cref="HeadView"/> and <see cref="ModelView"/>. No server and no network: plotly.js and the dashboard script are inline, the
 /// data is embedded as JSON (escaped for the script context), and the page's CSP forbids any load.
 /// </summary>
 public static class Dashboard
@@ -38,6 +38,7 @@ public static class Dashboard
           .Append("\n</head><body>\n")
           .Append("<h1 class=\"dsn-title\">").Append(HtmlText.Escape(data.Title)).Append("</h1>\n")
           .Append(Body)
+          .Append(AttentionViews(data))
           .Append("<script type=\"application/json\" id=\"dsn-dashboard-data\">").Append(json).Append("</script>\n")
           .Append("<script type=\"text/javascript\">").Append(s_script.Value).Append("</script>\n")
           .Append("</body></html>\n");
@@ -130,6 +131,27 @@ public static class Dashboard
             w.WriteEndObject();
         }
         return Encoding.UTF8.GetString(ms.ToArray());
+    }
+
+    /// <summary>
+    /// The BertViz-style head view (every layer, its own layer selector) and model view of the attention, side by side
+    /// below the linked panels; "not provided" without attention, the reason when the views refuse the data (e.g. NaN).
+    /// </summary>
+    private static string AttentionViews(DashboardData data)
+    {
+        static string Panel(string title, Func<string> body)
+        {
+            string inner;
+            try { inner = body(); }
+            catch (ArgumentException e) { inner = "<div class=\"dsn-missing\">" + HtmlText.Escape(title + " not available: " + e.Message) + "</div>"; }
+            return "<div class=\"dsn-panel\" style=\"overflow:auto\"><h2>" + HtmlText.Escape(title) + "</h2>" + inner + "</div>";
+        }
+        if (data.Attention is null)
+            return "<div class=\"dsn-grid\" id=\"dsn-views\"><div class=\"dsn-panel\"><h2>Head view and model view (BertViz)</h2><div class=\"dsn-missing\">Attention not provided for this input.</div></div></div>\n";
+        return "<div class=\"dsn-grid\" id=\"dsn-views\">"
+            + Panel("Head view (BertViz)", () => new HeadView(data.Tokens, data.Attention).ToHtml("dsn-dashboard-head-view"))
+            + Panel("Model view (BertViz)", () => new ModelView(data.Tokens, data.Attention).ToHtml("dsn-dashboard-model-view"))
+            + "</div>\n";
     }
 
     private static void Matrix(Utf8JsonWriter w, AttentionMatrix m)

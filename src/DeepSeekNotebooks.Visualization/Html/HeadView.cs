@@ -125,7 +125,10 @@ public sealed class HeadView : IHtmlView
     });
 
     /// <inheritdoc />
-    public string ToHtml() => AttentionViewData.Fragment(AttentionViewData.NewId("head-view"), "dsn-head-view", ToJson(), "head");
+    public string ToHtml() => ToHtml(AttentionViewData.NewId("head-view"));
+
+    /// <summary>The fragment with a fixed root id (a page that must be byte-for-byte reproducible, e.g. the dashboard).</summary>
+    internal string ToHtml(string id) => AttentionViewData.Fragment(id, "dsn-head-view", ToJson(), "head");
 
     /// <summary>Plain-text form: the layers, heads, tokens and lines drawn.</summary>
     public override string ToString()

@@ -137,7 +137,10 @@ public sealed class ModelView : IHtmlView
     });
 
     /// <inheritdoc />
-    public string ToHtml() => AttentionViewData.Fragment(AttentionViewData.NewId("model-view"), "dsn-model-view", ToJson(), "model");
+    public string ToHtml() => ToHtml(AttentionViewData.NewId("model-view"));
+
+    /// <summary>The fragment with a fixed root id (a page that must be byte-for-byte reproducible, e.g. the dashboard).</summary>
+    internal string ToHtml(string id) => AttentionViewData.Fragment(id, "dsn-model-view", ToJson(), "model");
 
     /// <summary>Plain-text form: grid size, pooling and threshold.</summary>
     public override string ToString()
