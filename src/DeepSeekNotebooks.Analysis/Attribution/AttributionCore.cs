@@ -14,7 +14,11 @@ public delegate Tensor EmbeddingAttributionMethod(DeepSeekModel model, Tensor em
 /// <summary>Shared plumbing: input checks, target resolution, F and its gradient w.r.t. the embeddings.</summary>
 internal static class AttributionCore
 {
-    internal sealed record Prepared(long[] Ids, Tensor Ids2D, Tensor Embeddings, ResolvedTarget Target, double FInput);
+    internal sealed record Prepared(long[] Ids, Tensor Ids2D, Tensor Embeddings, ResolvedTarget Target, double FInput)
+    {
+        /// <summary>What the model predicts at the target position on the input (see <see cref="AttributionResult.Prediction"/>).</summary>
+        public PredictionInfo? Prediction { get; init; }
+    }
 
     /// <summary>Checks one sequence of ids, embeds it (detached) and resolves the target on the input's logits.</summary>
     internal static Prepared Prepare(DeepSeekModel model, Tensor inputIds, AttributionTarget? target)
@@ -34,7 +38,17 @@ internal static class AttributionCore
         var logits = model.ForwardFromEmbeddings(e);
         var resolved = target.Resolve(e.shape[1], model.Config.VocabSize, logits);
         double f = resolved.Evaluate(logits)[0].item<float>();
-        return new Prepared(ids2.data<long>().ToArray(), ids2, e, resolved, f);
+        return new Prepared(ids2.data<long>().ToArray(), ids2, e, resolved, f) { Prediction = PredictionAt(logits, resolved) };
+    }
+
+    /// <summary>softmax(logits[0, P]): its argmax and probability, and the target token's probability (null for custom targets).</summary>
+    internal static PredictionInfo PredictionAt(Tensor logits, ResolvedTarget target)
+    {
+        using var scope = NewDisposeScope();
+        var probs = logits[0, target.Position].to(float64).softmax(-1);
+        long top = probs.argmax().item<long>();
+        double? targetP = target.Kind == TargetKind.Custom ? null : probs[target.Token].item<double>();
+        return new PredictionInfo(target.Position, top, probs[top].item<double>(), targetP);
     }
 
     /// <summary>F for each row of embeddings [n, seq, dim], without gradient; returns [n] (float64 values).</summary>
@@ -79,6 +93,7 @@ internal static class AttributionCore
             ConvergenceDelta = delta,
             FInput = p.FInput,
             FBaseline = fBaseline,
+            Prediction = p.Prediction,
             Parameters = new Dictionary<string, string>(parameters),
             Warnings = warnings ?? new List<string>(),
         };

@@ -39,6 +39,29 @@ public sealed record AttributionResult
     public Dictionary<string, string> Parameters { get; init; } = new();
     /// <summary>Diagnostics (e.g. a large convergence delta).</summary>
     public List<string> Warnings { get; init; } = new();
+    /// <summary>
+    /// What the model predicts at the target position on the input: the argmax token with its softmax probability, and
+    /// the target token's probability (filled by every method; null in results saved before it existed).
+    /// </summary>
+    public PredictionInfo? Prediction { get; init; }
+    /// <summary>Optional text of the target token (null for custom targets); set it with <see cref="WithTokenText"/>.</summary>
+    public string? TargetText { get; init; }
+
+    /// <summary>
+    /// The result with human-readable text: <see cref="TokenStrings"/> (when not set yet), <see cref="TargetText"/> and the
+    /// prediction's <see cref="PredictionInfo.Text"/>, each token through <paramref name="tokenText"/> (e.g.
+    /// <c>id =&gt; tokenizer.TokenStrings(new[] { id })[0]</c>).
+    /// </summary>
+    public AttributionResult WithTokenText(Func<long, string> tokenText)
+    {
+        ArgumentNullException.ThrowIfNull(tokenText);
+        return this with
+        {
+            TokenStrings = TokenStrings ?? TokenIds.Select(tokenText).ToArray(),
+            TargetText = Target.TokenId is { } t ? tokenText(t) : TargetText,
+            Prediction = Prediction is { } p ? p with { Text = tokenText(p.TokenId) } : null,
+        };
+    }
 
     /// <summary>Number of tokens.</summary>
     [JsonIgnore] public int SequenceLength => Shape[0];
@@ -97,4 +120,15 @@ public sealed record AttributionResult
         }
         return (sums, norms);
     }
+}
+
+/// <summary>
+/// The model's next-token distribution at the attributed position: softmax(logits[P]) has its maximum at
+/// <paramref name="TokenId"/> with <paramref name="Probability"/>; <paramref name="TargetProbability"/> is the explained
+/// token's probability there (null for custom targets). <see cref="Text"/> is the predicted token's text when known.
+/// </summary>
+public sealed record PredictionInfo(int Position, long TokenId, double Probability, double? TargetProbability)
+{
+    /// <summary>The predicted token as text (see <see cref="AttributionResult.WithTokenText"/>).</summary>
+    public string? Text { get; init; }
 }

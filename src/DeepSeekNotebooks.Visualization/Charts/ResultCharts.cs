@@ -21,9 +21,28 @@ public static class ResultCharts
         AttributionCharts.TokenScores(Labels(r), (useNorms ? r.TokenNorms : r.TokenSums).Select(v => (double)v).ToArray(),
             $"{r.Method.Name()}: attribution to {TargetText(r)}", r.Method.Name());
 
-    /// <summary>The attribution as coloured text (red positive, blue negative) with the exact score on hover.</summary>
+    /// <summary>
+    /// The attribution as coloured text (red positive, blue negative) with the exact score on hover, the explained target
+    /// as text (<see cref="AttributionResult.TargetText"/>, else its id) and the model's prediction there with its
+    /// probability (<see cref="AttributionResult.Prediction"/>).
+    /// </summary>
     public static TokenAttributionView TokenView(AttributionResult r) =>
-        new(Labels(r), r.TokenSums.Select(v => (double)v).ToArray(), $"{r.Method.Name()}: attribution to {TargetText(r)}", r.Method.Name());
+        new(Labels(r), r.TokenSums.Select(v => (double)v).ToArray(), $"{r.Method.Name()}: attribution to {TargetText(r)}", r.Method.Name())
+        {
+            Target = TargetDescription(r),
+            TargetProbability = r.Prediction?.TargetProbability,
+            PredictedToken = r.Prediction is { } p ? p.Text ?? $"token {p.TokenId}" : null,
+            PredictedProbability = r.Prediction?.Probability,
+        };
+
+    /// <summary>E.g. <c>logit of “ mat” (token 9) at position 4</c>; a custom target by its name.</summary>
+    private static string TargetDescription(AttributionResult r)
+    {
+        var t = r.Target;
+        if (t.TokenId is not { } id) return $"{t.Name} at position {t.Position}";
+        string kind = t.Kind switch { TargetKind.Logit => "logit", TargetKind.Probability => "probability", TargetKind.LogProbability => "log-probability", _ => t.Kind.ToString() };
+        return r.TargetText is { } text ? $"{kind} of “{text}” (token {id}) at position {t.Position}" : $"{kind} of token {id} at position {t.Position}";
+    }
 
     /// <summary>Rollout heatmap of a rollout or attention-flow result, titled by its method (<c>Attention rollout</c>, <c>Attention flow</c>).</summary>
     public static GenericChart Rollout(RolloutResult r) =>
@@ -56,5 +75,5 @@ public static class ResultCharts
     }
 
     private static string TargetText(AttributionResult r) =>
-        r.Target.TokenId is { } t ? $"{r.Target.Kind} of token {t} at position {r.Target.Position}" : $"{r.Target.Name} at position {r.Target.Position}";
+        r.Target.TokenId is { } t ? $"{r.Target.Kind} of token {t}{(r.TargetText is { } s ? $" “{s}”" : "")} at position {r.Target.Position}" : $"{r.Target.Name} at position {r.Target.Position}";
 }

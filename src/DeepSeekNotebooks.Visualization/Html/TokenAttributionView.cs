@@ -30,6 +30,14 @@ public sealed class TokenAttributionView : IHtmlView
     public string? Title { get; }
     /// <summary>Optional attribution method name (shown in the legend).</summary>
     public string? Method { get; }
+    /// <summary>Optional description of the explained scalar, as text (e.g. <c>logit of “ mat” (token 9) at position 4</c>); shown under the title.</summary>
+    public string? Target { get; init; }
+    /// <summary>Optional token the model predicts at the target position (its text, or the id as text); shown with <see cref="PredictedProbability"/>.</summary>
+    public string? PredictedToken { get; init; }
+    /// <summary>Softmax probability of <see cref="PredictedToken"/>.</summary>
+    public double? PredictedProbability { get; init; }
+    /// <summary>Softmax probability of the target token at the target position (when the target is a token).</summary>
+    public double? TargetProbability { get; init; }
 
     /// <summary>max |score| over finite scores (the colour scale's end points are ±this), 0 if none.</summary>
     public double MaxAbs => Scores.Where(double.IsFinite).Select(Math.Abs).DefaultIfEmpty(0).Max();
@@ -57,6 +65,25 @@ public sealed class TokenAttributionView : IHtmlView
         sb.Append("<div class=\"dsn-token-attr\" style=\"font-family:ui-monospace,monospace;line-height:2;\">");
         if (!string.IsNullOrEmpty(Title))
             sb.Append("<div style=\"font-weight:600;margin-bottom:4px\">").Append(HtmlText.Escape(Title)).Append("</div>");
+        if (Target is not null || PredictedToken is not null)
+        {
+            sb.Append("<div class=\"dsn-target\" style=\"font-family:system-ui,sans-serif;font-size:13px;margin-bottom:4px\">");
+            if (Target is not null)
+            {
+                sb.Append("<span>Explained: ").Append(HtmlText.Token(Target));
+                if (TargetProbability is { } tp) sb.Append(" (probability ").Append(Probability(tp)).Append(')');
+                sb.Append("</span>");
+            }
+            if (PredictedToken is not null)
+            {
+                if (Target is not null) sb.Append(" · ");
+                sb.Append("<span class=\"dsn-prediction\">Model predicts <span style=\"font-family:ui-monospace,monospace;background:#eee;padding:0 3px;white-space:pre\">")
+                  .Append(HtmlText.Token(PredictedToken)).Append("</span>");
+                if (PredictedProbability is { } pp) sb.Append(" with probability ").Append(Probability(pp));
+                sb.Append("</span>");
+            }
+            sb.Append("</div>");
+        }
         sb.Append("<div class=\"dsn-tokens\">");
         for (int i = 0; i < Tokens.Count; i++)
         {
@@ -80,6 +107,8 @@ public sealed class TokenAttributionView : IHtmlView
         return sb.ToString();
     }
 
+    private static string Probability(double p) => p.ToString("0.000", CultureInfo.InvariantCulture);
+
     /// <summary>Plain-text form: one "token: score" pair per token.</summary>
     public override string ToString()
     {
@@ -89,6 +118,10 @@ public sealed class TokenAttributionView : IHtmlView
         if (Method is not null) sb.Append(" (").Append(Method).Append(')');
         if (Title is not null) sb.Append(": ").Append(Title);
         sb.AppendLine();
+        if (Target is not null)
+            sb.Append("  explained: ").Append(Target).AppendLine(TargetProbability is { } tp ? $" (probability {Probability(tp)})" : "");
+        if (PredictedToken is not null)
+            sb.Append("  model predicts ").Append(PredictedToken.Replace("\n", "\\n")).AppendLine(PredictedProbability is { } pp ? $" with probability {Probability(pp)}" : "");
         for (int i = 0; i < Tokens.Count; i++)
             sb.Append("  ").Append(i).Append(' ').Append(Tokens[i].Replace("\n", "\\n")).Append(": ").AppendLine(Scores[i].ToString("G6", inv));
         return sb.ToString();
