@@ -54,11 +54,12 @@ public class TokenViewTargetTests(GoldenModelFixture golden) : IClassFixture<Gol
         Assert.Equal(Text(argmax), view.PredictedToken);
         Assert.Equal(probs[argmax], view.PredictedProbability!.Value, 5);
         Assert.Equal(probs[9], view.TargetProbability!.Value, 5);
+        string P(double x) => x.ToString("G4", System.Globalization.CultureInfo.InvariantCulture);
         string html = view.ToHtml();
         NoRawHostile(html);
-        Assert.Contains($"Explained: probability of “&lt;img src=x onerror=alert(1)&gt;” (token 9) at position 4 (probability {probs[9]:0.000})", html);
-        Assert.Contains($"↵pred</span> with probability {probs[argmax]:0.000}", html);
-        Assert.Contains($"model predicts \\npred with probability {probs[argmax]:0.000}", view.ToString());
+        Assert.Contains($"Explained: probability of “&lt;img src=x onerror=alert(1)&gt;” (token 9) at position 4 (probability {P(probs[9])})", html);
+        Assert.Contains($"↵pred</span> with probability {P(probs[argmax])}", html);
+        Assert.Contains($"model predicts \\npred with probability {P(probs[argmax])}", view.ToString());
         Assert.Contains("Probability of token 9 “" + HostileImg + "” at position 4", view.Title);
 
         // Without text: the ids, as before.

@@ -107,7 +107,8 @@ public sealed class TokenAttributionView : IHtmlView
         return sb.ToString();
     }
 
-    private static string Probability(double p) => p.ToString("0.000", CultureInfo.InvariantCulture);
+    /// <summary>Four significant digits (0.7312, 0.9996, 3.1E-05): a near-certain prediction is not rounded to 1.</summary>
+    private static string Probability(double p) => p.ToString("G4", CultureInfo.InvariantCulture);
 
     /// <summary>Plain-text form: one "token: score" pair per token.</summary>
     public override string ToString()
