@@ -42,6 +42,22 @@ public class AttentionViewTests(ITestOutputHelper output)
         Assert.Equal(0.015, above.DroppedMass, 6);
     }
 
+    [Fact]
+    public void ThresholdBoundsTheLinesOfAProbabilityRow()
+    {
+        // A row summing to 1 has at most ⌊1/t⌋ weights ≥ t (else they would sum to more than 1): the head view's size bound.
+        var a = Causal(128, seed: 9);
+        foreach (double t in new[] { 0.01, 0.05, 0.3 })
+        {
+            var r = AttentionViewData.Threshold(a, t);
+            Assert.All(r.Keys, row => Assert.True(row.Length <= (int)Math.Floor(1 / t + 1e-9), $"{row.Length} lines at threshold {t}"));
+        }
+        // … and the bound is reached: a uniform row of 100 keys at threshold 0.01 keeps all 100.
+        var uniform = new float[1, 100];
+        for (int k = 0; k < 100; k++) uniform[0, k] = 0.01f;
+        Assert.Equal(100, AttentionViewData.Threshold(uniform, 0.01).Kept);
+    }
+
     /// <summary>5×5 matrix with distinct entries 1..25 (row-major), pooled to ≤ 2 cells: blocks of ⌈5/2⌉ = 3 positions, last block of 2.</summary>
     private static AttentionMatrix Counting5()
     {
