@@ -141,6 +141,51 @@ public class MoeAttributionTests : IClassFixture<GoldenFixture>
     }
 
     [Fact]
+    public void FrozenRouting_HonoursGroupLimitsAndSelectionBias_OnTheBundledModel()
+    {
+        // The bundled model routes with sigmoid scores, a selection bias and n_group = 2 / topk_group = 1: the masked
+        // selection scores must keep the input's group (top-2 sums) and its experts, at every point of the path.
+        using var ckpt = DeepSeekNotebooks.Model.Checkpoints.Checkpoint.Load(Path.Combine(GoldenFixture.RepoRoot(), "data", "checkpoints", "deepseek-tiny-moe"));
+        var c = ckpt.Model.Config;
+        Assert.True(c.NGroup > 1 && c.TopkGroup < c.NGroup && c.HasGateBias, "the bundled model should exercise group-limited, biased routing");
+        using var scope = NewDisposeScope();
+        var ids = tensor(new long[] { 5, 77, 301, 12, 9, 440, 63, 128 }, new long[] { 1, 8 });
+        var e = ckpt.Model.Embed(ids).detach();
+        var b = Baseline.Token(0).Build(ckpt.Model, e);
+        var moe = Enumerable.Range(0, c.NumHiddenLayers).Where(c.IsMoeLayer).ToArray();
+        var hooks = MoeIntegratedGradients.FreezeRoutingHooks(ckpt.Model, e);
+        var seenInput = new Dictionary<int, long[]>();
+        var seenPath = new Dictionary<int, long[]>();
+        Dictionary<string, HookFunction> Record(Dictionary<int, long[]> into, IReadOnlyDictionary<string, HookFunction> with)
+        {
+            var h = new Dictionary<string, HookFunction>(with);
+            foreach (var l in moe) { int layer = l; h[HookPoints.ExpertIndices(l)] = (v, _) => { into[layer] = v.cpu().data<long>().ToArray(); return null; }; }
+            return h;
+        }
+        using (no_grad())
+        {
+            ckpt.Model.ForwardFromEmbeddings(e, Record(seenInput, new Dictionary<string, HookFunction>()));
+            var alphas = tensor(new float[] { 0f, 0.25f, 0.5f, 0.75f }).view(4, 1, 1);
+            ckpt.Model.ForwardFromEmbeddings(b + alphas * (e - b), Record(seenPath, hooks));
+        }
+        static long[][] Sets(long[] flat, int k) => flat.Chunk(k).Select(x => x.Order().ToArray()).ToArray();
+        int k = c.NumExpertsPerTok, perGroup = c.NRoutedExperts / c.NGroup;
+        foreach (var l in moe)
+        {
+            var want = Sets(seenInput[l], k);
+            var got = Sets(seenPath[l], k);
+            for (int row = 0; row < got.Length; row++) Assert.Equal(want[row % 8], got[row]);
+            // The input's own choice respects the group limit (at most topk_group groups per token).
+            Assert.All(want, t => Assert.True(t.Select(x => x / perGroup).Distinct().Count() <= c.TopkGroup));
+        }
+        // Completeness on this model too: 64 steps leave a delta at float32 noise, far below standard IG's.
+        var frozen = MoeIntegratedGradients.Attribute(ckpt.Model, ids, null, Baseline.Token(0), nSteps: 64);
+        var standard = MoeIntegratedGradients.Attribute(ckpt.Model, ids, null, Baseline.Token(0), nSteps: 64, routing: IgRouting.Standard);
+        _out.WriteLine($"bundled: frozen delta {frozen.ConvergenceDelta:E3}, standard {standard.ConvergenceDelta:E3}");
+        Assert.True(Math.Abs(frozen.ConvergenceDelta!.Value) < 1e-4 * Math.Abs(frozen.FInput!.Value - frozen.FBaseline!.Value) + 1e-5);
+    }
+
+    [Fact]
     public void RoutingSwitches_BadArguments_SayWhatIsAllowed()
     {
         var e1 = Assert.Throws<ArgumentException>(() => RoutingSwitches.Analyse(_g.Model, Ids, Target, gridPoints: 1));
