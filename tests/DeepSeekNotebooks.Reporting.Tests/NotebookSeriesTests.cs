@@ -346,6 +346,7 @@ internal static class StatedValues
                 Assert.Equal(5, o.Value("methods"));
                 Assert.InRange(o.Value("spearman_min"), -1 - 1e-9, 1 + 1e-9);
                 Assert.InRange(o.Value("spearman_max"), -1 - 1e-9, 1 + 1e-9);
+                MoeAttributionValues.CheckAnyCheckpoint(o, layers, moeBlocks.Length);
                 break;
             case "04-attention":
                 Assert.InRange(o.Value("rollout_row_sum_error"), 0, 1e-5);
@@ -402,6 +403,7 @@ internal static class StatedValues
                 Assert.True(o.Value("ig_zero_relative_delta") > 0.05, "the zero baseline is the trap the notebook measures");
                 Assert.True(o.Value("zero_path_early_share") > 10 * o.Value("token_path_early_share"),
                     $"zero baseline jumps early: {o.Value("zero_path_early_share")} vs token baseline {o.Value("token_path_early_share")}");
+                MoeAttributionValues.CheckTrained(o);
                 break;
             case "05-expert-diagnostics":
                 foreach (var key in o.Values!.Keys.Where(k => k.StartsWith("nmi_L", StringComparison.Ordinal)))

@@ -70,6 +70,51 @@ public static class Correlation
         return ranks;
     }
 
+    /// <summary>
+    /// Top-k overlap: the fraction of the <paramref name="k"/> largest values of <paramref name="a"/> whose positions are
+    /// also among the k largest of <paramref name="b"/> (|top_k(a) ∩ top_k(b)| / k, in [0, 1]; ties broken by position).
+    /// A rank-agreement measure that looks only at the most important features, as used to compare saliency maps
+    /// (e.g. Adebayo et al. 2018's sanity checks, Hooker et al. 2019).
+    /// </summary>
+    /// <exception cref="ArgumentException">The series differ in length, or k is not in 1..length.</exception>
+    public static double TopKOverlap(IReadOnlyList<double> a, IReadOnlyList<double> b, int k)
+    {
+        Check(a, b);
+        if (k < 1 || k > a.Count) throw new ArgumentException($"k must be in 1..{a.Count} (the series length), got {k}", nameof(k));
+        static HashSet<int> Top(IReadOnlyList<double> v, int k) =>
+            Enumerable.Range(0, v.Count).OrderByDescending(i => double.IsNaN(v[i]) ? double.NegativeInfinity : v[i]).ThenBy(i => i).Take(k).ToHashSet();
+        var ta = Top(a, k);
+        ta.IntersectWith(Top(b, k));
+        return (double)ta.Count / k;
+    }
+
+    /// <summary>
+    /// The one-sided critical value of Spearman's ρ for <paramref name="n"/> untied values under independence: the
+    /// (1 − <paramref name="alpha"/>) quantile of ρ between a fixed ranking and <paramref name="samples"/> uniformly random
+    /// permutations (a seeded permutation null, exact up to Monte Carlo error; the large-n limit is z_{1−α}/√(n − 1)).
+    /// NaN for n &lt; 3, where ρ takes too few values to test.
+    /// </summary>
+    /// <exception cref="ArgumentException">alpha not in (0, 1) or samples &lt; 100.</exception>
+    public static double SpearmanCriticalValue(int n, double alpha = 0.05, int samples = 20000, int seed = 0)
+    {
+        if (!(alpha > 0 && alpha < 1)) throw new ArgumentException($"alpha must be in (0, 1), got {alpha}", nameof(alpha));
+        if (samples < 100) throw new ArgumentException($"samples must be at least 100, got {samples}", nameof(samples));
+        if (n < 3) return double.NaN;
+        var rng = new Random(seed);
+        var perm = Enumerable.Range(0, n).ToArray();
+        var rho = new double[samples];
+        double denom = (double)n * ((double)n * n - 1);
+        for (int s = 0; s < samples; s++)
+        {
+            rng.Shuffle(perm);
+            double d2 = 0;
+            for (int i = 0; i < n; i++) { double d = perm[i] - i; d2 += d * d; }
+            rho[s] = 1 - 6 * d2 / denom;
+        }
+        Array.Sort(rho);
+        return rho[Math.Min(samples - 1, (int)Math.Ceiling((1 - alpha) * samples) - 1)];
+    }
+
     private static void Check(IReadOnlyList<double> a, IReadOnlyList<double> b)
     {
         ArgumentNullException.ThrowIfNull(a);

@@ -38,11 +38,16 @@ public static class AttributeCommand
         };
         integration.AcceptOnlyFromAmong("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid");
         var batch = new Option<int?>("--internal-batch-size") { Description = "Rows of scaled inputs per forward/backward in IG (bounds memory)." };
+        var routing = new Option<string>("--routing")
+        {
+            Description = "standard | frozen: for --method ig on a MoE model, frozen fixes every token's experts to the input's choice along the whole path (the gate recomputes the weights), so completeness holds (default standard).",
+            DefaultValueFactory = _ => "standard",
+        };
         var output = CliSupport.OutOption("safetensors: attributions [1,seq,dim], token_sums [1,seq], target int64 [1], delta [1] for IG");
         var allowPickle = CliSupport.AllowPickleOption();
         var command = new Command("attribute", "Attribute a target logit to the input tokens (IG, saliency, input×gradient, SmoothGrad, occlusion).")
         {
-            checkpoint, inputIds, method, position, token, baseline, nSteps, integration, batch, output, allowPickle,
+            checkpoint, inputIds, method, position, token, baseline, nSteps, integration, batch, routing, output, allowPickle,
         };
         command.SetAction(parse => CliSupport.Run(() =>
         {
@@ -58,7 +63,15 @@ public static class AttributeCommand
             var target = AttributionTarget.Logit(parse.GetValue(position), parse.GetValue(token));
             using var ckpt = Checkpoint.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)),
                 new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle) });
-            var result = Attributor.Run(ArgumentParsers.ParseAttributionMethod(parse.GetValue(method)!), ckpt.Model, ids, target, options);
+            var chosen = ArgumentParsers.ParseAttributionMethod(parse.GetValue(method)!);
+            IgRouting igRouting;
+            try { igRouting = MoeIntegratedGradients.ParseRouting(parse.GetValue(routing)!); }
+            catch (ArgumentException e) { throw new UsageException($"--routing: {e.Message.Split(" (Parameter")[0]}"); }
+            if (igRouting == IgRouting.Frozen && chosen != AttributionMethod.IntegratedGradients)
+                throw new UsageException($"--routing frozen applies to --method ig only (it freezes the routing along IG's path), not to {parse.GetValue(method)}");
+            var result = igRouting == IgRouting.Frozen
+                ? MoeIntegratedGradients.Attribute(ckpt.Model, ids, target, options.Baseline, options.NSteps, options.Integration, options.InternalBatchSize, IgRouting.Frozen)
+                : Attributor.Run(chosen, ckpt.Model, ids, target, options);
             var outPath = parse.GetValue(output)!.FullName;
             result.SaveSafetensors(outPath);
             Console.WriteLine($"{result.Method.Name()}: target token {result.Target.TokenId} at position {result.Target.Position}" +
