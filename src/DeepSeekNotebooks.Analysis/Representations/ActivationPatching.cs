@@ -21,7 +21,7 @@ public sealed record PatchingResult(string HookPoint, int? Position, long Target
 /// Activation patching (causal tracing; Meng et al. 2022 "Locating and Editing Factual Associations in GPT",
 /// Heimersheim &amp; Nanda 2024 "How to use and interpret activation patching").
 /// </summary>
-public static class ActivationPatching
+public static partial class ActivationPatching
 {
     /// <summary>
     /// Runs <paramref name="source"/> (B) recording <paramref name="hookPoint"/>, then runs <paramref name="destination"/> (A) with
