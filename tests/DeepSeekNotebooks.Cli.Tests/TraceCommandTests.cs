@@ -135,8 +135,8 @@ public class TraceListHooksTests : IDisposable
         Assert.True(code == 0, error);
         var lines = Lines(output);
         var expected = Expected(dir);
-        // golden-tiny-hf: 3 blocks, block 0 dense, blocks 1-2 MoE with shared experts → 1 + 3·6 + 2·5 + 2 = 31 names.
-        Assert.Equal(31, expected.Count);
+        // golden-tiny-hf: 3 blocks, block 0 dense, blocks 1-2 MoE with shared experts → 1 + 3·(6 + 7 MLA per-head) + 2·5 + 2 = 52 names.
+        Assert.Equal(52, expected.Count);
         Assert.Equal(expected, lines);
         Assert.DoesNotContain("blocks.0.moe.router", lines);
         Assert.Empty(Directory.GetFiles(_tmp)); // nothing written
@@ -152,7 +152,7 @@ public class TraceListHooksTests : IDisposable
         Assert.True(code == 0, error);
         var lines = Lines(output);
         Assert.Equal(Expected(dir), lines);
-        Assert.Equal(1 + 2 * 6 + 2, lines.Length);
+        Assert.Equal(1 + 2 * (6 + 7) + 2, lines.Length);
         Assert.DoesNotContain(lines, l => l.Contains(".moe."));
     }
 
