@@ -64,5 +64,9 @@ public class DecompositionChartsTests
         var loss = Figure(DecompositionCharts.InductionLoss(induction));
         Assert.Equal(new[] { 6.2, 1.1, Math.Log(512) }, Trace(loss).GetProperty("y").EnumerateArray().Select(e => e.GetDouble()));
         Assert.Equal("mean cross-entropy (nats)", Str(loss, "layout", "yaxis", "title", "text"));
+        var ablated = induction with { SecondRepeatLoss = 5.5 };
+        var withAblation = Figure(DecompositionCharts.InductionLoss(induction, ablated, "head L0 H1 ablated"));
+        Assert.Equal(new[] { 6.2, 1.1, 5.5, Math.Log(512) }, Trace(withAblation).GetProperty("y").EnumerateArray().Select(e => e.GetDouble()));
+        Assert.Equal("head L0 H1 ablated", withAblation.GetProperty("layout").GetProperty("xaxis").GetProperty("ticktext")[2].GetString());
     }
 }

@@ -84,8 +84,9 @@ public static class DecompositionCharts
             ("hovertemplate", "%{y}, %{x}: %{z:.4g}<extra></extra>"),
             ("colorbar", ColorBar($"direct contribution to {metricName}")));
         return Chart(new[] { trace }, title ?? $"Direct logit attribution per selected expert ({metricName}, position {result.Position})",
-            ("xaxis", LabelledAxis("expert (blank: not selected for this token)", colLabels, tokens: false)),
-            ("yaxis", LabelledAxis("MoE block", layers.Select(l => $"layer {l}").ToArray(), tokens: false)),
+            ("xaxis", LabelledAxis("expert (blank: not selected for this token)", colLabels, tokens: false, ("zeroline", false))),
+            ("yaxis", LabelledAxis("MoE block", layers.Select(l => $"layer {l}").ToArray(), tokens: false, ("zeroline", false))),
+            ("plot_bgcolor", "white"),
             ("height", Math.Clamp(220 + 40 * layers.Length, 350, 900)));
     }
 
@@ -105,21 +106,34 @@ public static class DecompositionCharts
             "induction score (mean attention)", signed: false);
     }
 
-    /// <summary>The model's loss on the first and the second repeat, with the uniform-guess loss ln(vocab) for reference.</summary>
-    public static GenericChart InductionLoss(InductionResult result, string? title = null)
+    /// <summary>
+    /// The model's loss on tokens 2 … n of the first and the second repeat, with the uniform-guess loss ln(vocab) for
+    /// reference and, when given, the second repeat's loss of a run with a head ablated (<paramref name="ablated"/>).
+    /// </summary>
+    public static GenericChart InductionLoss(InductionResult result, InductionResult? ablated = null, string ablatedLabel = "second repeat, head ablated", string? title = null)
     {
         ArgumentNullException.ThrowIfNull(result);
-        string[] labels = { "first repeat", "second repeat", "uniform guess ln(vocab)" };
-        double[] values = { result.FirstRepeatLoss, result.SecondRepeatLoss, result.ChanceLoss };
+        var labels = new List<string> { "first repeat", "second repeat" };
+        var values = new List<double> { result.FirstRepeatLoss, result.SecondRepeatLoss };
+        var colours = new List<string> { "rgb(127,127,127)", "rgb(31,119,180)" };
+        if (ablated is not null)
+        {
+            labels.Add(ablatedLabel);
+            values.Add(ablated.SecondRepeatLoss);
+            colours.Add("rgb(214,39,40)");
+        }
+        labels.Add("uniform guess ln(vocab)");
+        values.Add(result.ChanceLoss);
+        colours.Add("rgb(200,200,200)");
         var trace = Trace2D("bar",
-            ("x", Enumerable.Range(0, 3).ToArray()),
+            ("x", Enumerable.Range(0, labels.Count).ToArray()),
             ("y", values.Select(Num).ToArray()),
             ("text", values.Select(v => v.ToString("0.###")).ToArray()),
             ("textposition", "outside"),
             ("hovertemplate", "%{y:.4f} nats<extra></extra>"),
-            ("marker", Obj(("color", new[] { "rgb(127,127,127)", "rgb(31,119,180)", "rgb(200,200,200)" }))));
+            ("marker", Obj(("color", colours.ToArray()))));
         return Chart(new[] { trace }, title ?? "Next-token loss on repeated random tokens",
-            ("xaxis", LabelledAxis("tokens 2 … n of", labels, tokens: false)),
+            ("xaxis", LabelledAxis("tokens 2 … n of each repeat", labels, tokens: false)),
             ("yaxis", Axis("mean cross-entropy (nats)")));
     }
 
@@ -143,8 +157,8 @@ public static class DecompositionCharts
         }
         else props.AddRange(new (string, object?)[] { ("colorscale", "Viridis"), ("zmin", 0.0), ("zmax", fixedRange ?? 1.0) });
         return Chart(new[] { Trace2D("heatmap", props.ToArray()) }, title,
-            ("xaxis", LabelledAxis("head", Enumerable.Range(0, heads).Select(h => $"H{h}").ToArray(), tokens: false)),
-            ("yaxis", LabelledAxis("layer", Enumerable.Range(0, layers).Select(l => $"L{l}").ToArray(), tokens: false)),
+            ("xaxis", LabelledAxis("head", Enumerable.Range(0, heads).Select(h => $"H{h}").ToArray(), tokens: false, ("zeroline", false))),
+            ("yaxis", LabelledAxis("layer", Enumerable.Range(0, layers).Select(l => $"L{l}").ToArray(), tokens: false, ("zeroline", false))),
             ("height", Math.Clamp(220 + 40 * layers, 350, 1000)));
     }
 }
