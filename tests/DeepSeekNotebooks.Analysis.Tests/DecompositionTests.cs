@@ -93,6 +93,8 @@ public sealed class DecompositionTests(GoldenModel golden) : IClassFixture<Golde
             Assert.Equal(layer.PatchedMetric, heads, 4);
             var atPos = ActivationPatching.PatchHeads(model, GoldenModel.Seq0, GoldenModel.Seq1, all, target, foil, position: 5);
             Assert.Equal(ActivationPatching.Patch(model, GoldenModel.Seq0, GoldenModel.Seq1, HookPoints.AttnOut(l), target, foil, position: 5).PatchedMetric, atPos, 4);
+            // Patch on the per-head point itself: attn.z is [batch, seq, heads, dv], so its position dimension is 1, not the pattern's 2.
+            Assert.Equal(atPos, ActivationPatching.Patch(model, GoldenModel.Seq0, GoldenModel.Seq1, HookPoints.AttnZ(l), target, foil, position: 5).PatchedMetric, 4);
         }
     }
 
