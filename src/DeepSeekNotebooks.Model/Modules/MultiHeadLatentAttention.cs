@@ -15,6 +15,10 @@ namespace DeepSeekNotebooks.Model.Modules;
 /// With a lightning indexer in the configuration (DeepSeek-V3.2, attention kind "MLA + lightning indexer", the
 /// <c>MLA</c> of the official V3.2-Exp code), each query attends only to the keys its <see cref="Indexer"/> selects, and
 /// under <see cref="QuantisationSimulation.Official"/> the key/value latent is rounded through FP8 as the official code does.
+/// In a traced forward every intermediate is a hook point (TransformerLens <c>hook_q/k/v/z</c> with MLA's nope/rope split):
+/// <c>attn.q_nope</c>, <c>attn.q_rope</c> (after RoPE), the shared <c>attn.k_rope</c>, the latent <c>attn.kv_latent</c>,
+/// <c>attn.k_nope</c>, <c>attn.v</c>, <c>attn.pattern</c> and the per-head output <c>attn.z</c> before <c>wo</c>; without
+/// hooks the forward computes exactly what it computed before they existed.
 /// </summary>
 public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
 {
