@@ -45,6 +45,7 @@ public static class Program
         root.Subcommands.Add(InitCommand.Create());
         root.Subcommands.Add(TokenizeCommand.Create());
         root.Subcommands.Add(SanityCommand.Create());
+        root.Subcommands.Add(GenerateCommand.Create());
         return root;
     }
 }

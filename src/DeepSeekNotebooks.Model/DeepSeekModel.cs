@@ -170,6 +170,16 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
+    /// Continues <paramref name="promptIds"/> by up to <paramref name="maxNewTokens"/> tokens, one causal forward per token:
+    /// greedy (argmax of the last position's logits) or sampled with temperature, top-k and top-p from a seeded generator
+    /// (<see cref="GenerationOptions"/>, Hugging Face <c>generate</c>'s names). Stops early after the EOS token
+    /// (<see cref="GenerationOptions.EosTokenId"/>, else the config's <c>eos_token_id</c>). Deterministic for a given seed.
+    /// </summary>
+    /// <exception cref="ArgumentException">An empty prompt, ids out of range, more tokens than <c>max_position_embeddings</c>, or invalid sampling options.</exception>
+    public GenerationResult Generate(IReadOnlyList<long> promptIds, int maxNewTokens, GenerationOptions? options = null) =>
+        Generation.Run(this, promptIds, maxNewTokens, options);
+
+    /// <summary>
     /// Checks token ids: int64 (or int32), shape [seq] or [batch, seq], 1 ≤ seq ≤ <c>max_position_embeddings</c>,
     /// every id in [0, vocab_size). Throws <see cref="ArgumentException"/> naming the problem.
     /// </summary>

@@ -10,6 +10,7 @@ namespace DeepSeekNotebooks.Cli.Tests;
 /// shards merged summarise exactly as one pass; bad shards, malformed lines, text without a tokenizer and states of
 /// different datasets are refused naming the problem.
 /// </summary>
+[Collection(ConsoleCaptureCollection.Name)]   // swaps Console.Error: not in parallel with the other classes that do
 public sealed class DatasetStateCommandTests : IDisposable
 {
     private static readonly string Root = ReportTestSupport.RepoRoot;

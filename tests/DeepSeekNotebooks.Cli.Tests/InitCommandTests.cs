@@ -8,6 +8,7 @@ using static TorchSharp.torch;
 namespace DeepSeekNotebooks.Cli.Tests;
 
 /// <summary><c>init</c>: random checkpoints of a configuration's exact architecture, checked by loading them back and against ArchitectureCost's table.</summary>
+[Collection(ConsoleCaptureCollection.Name)]   // swaps the Console: not in parallel with the other classes that do
 public class InitCommandTests : IDisposable
 {
     private static readonly string Root = ReportTestSupport.RepoRoot;

@@ -6,6 +6,7 @@ using DeepSeekNotebooks.Model.Tokenization;
 namespace DeepSeekNotebooks.Cli.Tests;
 
 /// <summary><c>tokenize</c>: ids from the bundled tokenizer.json, checked against DeepSeekTokenizer, the file's own vocabulary and decode∘encode.</summary>
+[Collection(ConsoleCaptureCollection.Name)]   // swaps Console.Error: not in parallel with the other classes that do
 public class TokenizeCommandTests : IDisposable
 {
     private static readonly string Checkpoint = Path.Combine(ReportTestSupport.RepoRoot, "data", "checkpoints", "deepseek-tiny-moe");

@@ -102,7 +102,7 @@ public class TraceListHooksTests : IDisposable
         finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
     }
 
-    /// <summary>The names the checkpoint should offer, from its config.json: embed, per block 6 (+4 on MoE blocks, +1 more with shared experts), ln_final, logits.</summary>
+    /// <summary>The names the checkpoint should offer, from its config.json: embed, per block 6 + MLA's 7 per-head points (+4 on MoE blocks, +1 more with shared experts), ln_final, logits.</summary>
     private static List<string> Expected(string checkpointDir)
     {
         var c = JsonNode.Parse(File.ReadAllText(Path.Combine(checkpointDir, "config.json")))!.AsObject();
@@ -111,7 +111,8 @@ public class TraceListHooksTests : IDisposable
         var names = new List<string> { "embed" };
         for (int l = 0; l < layers; l++)
         {
-            names.AddRange(new[] { "resid_pre", "attn.pattern", "attn.out", "resid_mid" }.Select(s => $"blocks.{l}.{s}"));
+            names.AddRange(new[] { "resid_pre", "attn.q_nope", "attn.q_rope", "attn.k_rope", "attn.kv_latent", "attn.k_nope", "attn.v",
+                "attn.pattern", "attn.z", "attn.out", "resid_mid" }.Select(s => $"blocks.{l}.{s}"));
             if (routed > 0 && l >= firstDense && l % freq == 0)
             {
                 names.AddRange(new[] { "moe.router", "moe.selection", "moe.indices", "moe.weights" }.Select(s => $"blocks.{l}.{s}"));
@@ -134,8 +135,8 @@ public class TraceListHooksTests : IDisposable
         Assert.True(code == 0, error);
         var lines = Lines(output);
         var expected = Expected(dir);
-        // golden-tiny-hf: 3 blocks, block 0 dense, blocks 1-2 MoE with shared experts → 1 + 3·6 + 2·5 + 2 = 31 names.
-        Assert.Equal(31, expected.Count);
+        // golden-tiny-hf: 3 blocks, block 0 dense, blocks 1-2 MoE with shared experts → 1 + 3·(6 + 7 MLA per-head) + 2·5 + 2 = 52 names.
+        Assert.Equal(52, expected.Count);
         Assert.Equal(expected, lines);
         Assert.DoesNotContain("blocks.0.moe.router", lines);
         Assert.Empty(Directory.GetFiles(_tmp)); // nothing written
@@ -151,7 +152,7 @@ public class TraceListHooksTests : IDisposable
         Assert.True(code == 0, error);
         var lines = Lines(output);
         Assert.Equal(Expected(dir), lines);
-        Assert.Equal(1 + 2 * 6 + 2, lines.Length);
+        Assert.Equal(1 + 2 * (6 + 7) + 2, lines.Length);
         Assert.DoesNotContain(lines, l => l.Contains(".moe."));
     }
 

@@ -111,7 +111,7 @@ public class NotebookSeriesTests : IClassFixture<DefaultSeriesFixture>, IClassFi
         ["04-attention"] = 9,
         ["05-expert-diagnostics"] = 10,
         ["06-surrogate-tree"] = 4,
-        ["07-representations"] = 7,
+        ["07-representations"] = 13,   // + DLA by block/head/expert, per-head patching, induction scores and loss
         ["10-your-own-checkpoint"] = 2,
     };
 
@@ -273,9 +273,16 @@ public class NoFittingTokenizerSeriesTests
                         Assert.True(double.IsNaN(o.Value("heads")), "no dataset, no head statistics stated");
                         Assert.Equal(0, o.Value("dataset_sequences"));
                         break;
+                    case "07-representations":
+                        Assert.Contains(texts, t => t.Contains(NoSample));
+                        Assert.True(skips >= 1, $"{name}: no skip line printed");
+                        // The induction probe (random tokens) and generation (token ids) need no text: their two charts and values only.
+                        Assert.Equal(2, o.Charts);
+                        Assert.DoesNotContain(o.Values!.Keys, k => k.StartsWith("dla_", StringComparison.Ordinal) || k.StartsWith("patch_", StringComparison.Ordinal));
+                        StatedValues.CheckAnyCheckpoint(name, o, config);
+                        break;
                     case "05-expert-diagnostics":
                     case "06-surrogate-tree":
-                    case "07-representations":
                         Assert.Contains(texts, t => t.Contains(NoSample));
                         Assert.True(skips >= 1, $"{name}: no skip line printed");
                         Assert.Null(o.Values);              // nothing measured, nothing stated
@@ -375,11 +382,29 @@ internal static class StatedValues
                 Assert.True(o.Value("best_test_fidelity") >= o.Value("majority_test_fidelity"), "depth 0 is one of the candidates");
                 break;
             case "07-representations":
-                Assert.InRange(o.Value("patch_changed_position_block0"), 1 - 1e-4, 1 + 1e-4);   // the runs differ only there
-                Assert.InRange(o.Value("patch_other_positions_block0_max"), 0, 1e-4);
-                Assert.InRange(o.Value("eta_min"), 0, 1);
-                Assert.InRange(o.Value("eta_max"), 0, 1);
-                Assert.InRange(o.Value("pca_top3_max"), 0, 1 + 1e-9);
+                if (o.Values?.ContainsKey("patch_changed_position_block0") == true)   // the sections that need a corpus sample
+                {
+                    Assert.InRange(o.Value("patch_changed_position_block0"), 1 - 1e-4, 1 + 1e-4);   // the runs differ only there
+                    Assert.InRange(o.Value("patch_other_positions_block0_max"), 0, 1e-4);
+                    Assert.InRange(o.Value("eta_min"), 0, 1);
+                    Assert.InRange(o.Value("eta_max"), 0, 1);
+                    Assert.InRange(o.Value("pca_top3_max"), 0, 1 + 1e-9);
+                    // RMSNorm with a frozen scale is linear: the direct logit attribution closes up to float rounding.
+                    Assert.InRange(o.Value("dla_frozen_norm_error"), 0, 1e-3);
+                    Assert.InRange(o.Value("dla_head_sum_error"), 0, 1e-4);
+                    Assert.InRange(o.Value("dla_expert_sum_error"), 0, 1e-4);
+                    Assert.InRange(o.Value("head_patch_all_heads_vs_attn_out"), 0, 1e-4);   // attn.out = wo(all heads of attn.z)
+                }
+                {
+                    // Induction probe: n = min(24, max_position_embeddings / 2) per repeat; even attention scores mean 1/(q+1) over q = n … 2n−1.
+                    int n = Math.Min(24, (int)config["max_position_embeddings"]! / 2);
+                    Assert.Equal(Enumerable.Range(n, n).Average(q => 1.0 / (q + 1)), o.Value("induction_even_score"), 12);
+                    Assert.Equal(Math.Log((int)config["vocab_size"]!), o.Value("induction_chance_loss"), 12);
+                    Assert.InRange(o.Value("induction_score_max"), 0, 1 + 1e-9);
+                    Assert.True(o.Value("induction_first_repeat_loss") > 0 && o.Value("induction_second_repeat_loss") > 0 && o.Value("induction_ablated_second_repeat_loss") > 0);
+                    Assert.Equal(1, o.Value("generate_seed_reproducible"));
+                    Assert.Equal(1, o.Value("generate_greedy_first_is_argmax"));
+                }
                 break;
             case "10-your-own-checkpoint":
                 Assert.InRange(o.Value("golden_logits_max_error"), 0, 1e-4);   // README: logits, hidden states, attention within 1e-4

@@ -21,14 +21,14 @@ public sealed record PatchingResult(string HookPoint, int? Position, long Target
 /// Activation patching (causal tracing; Meng et al. 2022 "Locating and Editing Factual Associations in GPT",
 /// Heimersheim &amp; Nanda 2024 "How to use and interpret activation patching").
 /// </summary>
-public static class ActivationPatching
+public static partial class ActivationPatching
 {
     /// <summary>
     /// Runs <paramref name="source"/> (B) recording <paramref name="hookPoint"/>, then runs <paramref name="destination"/> (A) with
     /// that hook point replaced by B's value — at every position, or only at <paramref name="position"/> — and measures the
     /// metric at the last position: logit(target) − logit(foil), or logit(target) when no foil. Returns A's, B's and the
     /// patched metric and the restored fraction (Meng et al. 2022; Heimersheim &amp; Nanda's logit-difference metric).
-    /// Position indexes dim 1 of [batch, seq, …] hooks, the query dim of attention patterns and dim 0 of [tokens, …] router hooks.
+    /// Position indexes dim 1 of [batch, seq, …] hooks (per-head points such as attn.z included), the query dim of attention patterns and dim 0 of [tokens, …] router hooks.
     /// </summary>
     /// <exception cref="ArgumentException">Different lengths, empty inputs, unknown hook point (e.g. a layer that does not exist), position or tokens out of range.</exception>
     public static PatchingResult Patch(DeepSeekModel model, long[] destination, long[] source, string hookPoint, long target, long? foil = null, int? position = null)
@@ -54,7 +54,7 @@ public static class ActivationPatching
         var a = tensor(destination, dtype: ScalarType.Int64).unsqueeze(0);
         using var traceB = model.RunWithCache(b, new TraceOptions { AttentionPatterns = false, Routing = false, HiddenStates = false, Logits = true, Extra = new[] { hookPoint } });
         var cached = traceB[hookPoint];
-        int posDim = cached.dim() switch { 4 => 2, 3 => 1, 2 => 0, _ => -1 };
+        int posDim = cached.dim() switch { 4 => hookPoint.EndsWith(".attn.pattern", StringComparison.Ordinal) ? 2 : 1, 3 => 1, 2 => 0, _ => -1 };   // per-head points: [b, seq, heads, d]
         if (position is not null && posDim < 0) throw new ArgumentException($"cannot patch a single position of '{hookPoint}' (shape [{string.Join(", ", cached.shape)}])", nameof(position));
         HookFunction hook = (value, _) =>
         {

@@ -15,6 +15,10 @@ namespace DeepSeekNotebooks.Model.Modules;
 /// With a lightning indexer in the configuration (DeepSeek-V3.2, attention kind "MLA + lightning indexer", the
 /// <c>MLA</c> of the official V3.2-Exp code), each query attends only to the keys its <see cref="Indexer"/> selects, and
 /// under <see cref="QuantisationSimulation.Official"/> the key/value latent is rounded through FP8 as the official code does.
+/// In a traced forward every intermediate is a hook point (TransformerLens <c>hook_q/k/v/z</c> with MLA's nope/rope split):
+/// <c>attn.q_nope</c>, <c>attn.q_rope</c> (after RoPE), the shared <c>attn.k_rope</c>, the latent <c>attn.kv_latent</c>,
+/// <c>attn.k_nope</c>, <c>attn.v</c>, <c>attn.pattern</c> and the per-head output <c>attn.z</c> before <c>wo</c>; without
+/// hooks the forward computes exactly what it computed before they existed.
 /// </summary>
 public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
 {
@@ -51,6 +55,12 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
         _inverseFrequencies = RotaryEmbedding.InverseFrequencies(c);
         RegisterComponents();
     }
+
+    /// <summary>
+    /// The output projection <c>wo</c> [hidden_size, heads · v_head_dim]: head h's columns h·v_head_dim … (h+1)·v_head_dim−1
+    /// map its slice of <c>attn.z</c> into the residual stream (TransformerLens's <c>W_O[h]</c>, transposed).
+    /// </summary>
+    public Tensor OutputWeight => wo.weight!;
 
     /// <summary>The lightning indexer (DeepSeek-V3.2), or null for plain MLA (V2/V3).</summary>
     public LightningIndexer? Indexer => indexer;
@@ -110,11 +120,18 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
         var q = wq is not null ? wq.forward(x) : wq_b!.forward(qr!);
         q = q.view(b, s, h, _c.QkHeadDim);
         var qParts = q.split(new long[] { _c.QkNopeHeadDim, _c.QkRopeHeadDim }, dim: -1);
-        var qPe = RotaryEmbedding.Apply(qParts[1], cos, sin);
+        var qNope = qParts[0];                                                                         // [b, s, h, nope]
+        var qPe = RotaryEmbedding.Apply(qParts[1], cos, sin);                                          // [b, s, h, rope]
+        if (ctx is not null)
+        {
+            qNope = ctx.Point(HookPoints.AttnQNope(_layer), qNope);
+            qPe = ctx.Point(HookPoints.AttnQRope(_layer), qPe);
+        }
 
         var kv = wkv_a.forward(x);
         var kvParts = kv.split(new long[] { _c.KvLoraRank, _c.QkRopeHeadDim }, dim: -1);
         var kPe = RotaryEmbedding.Apply(kvParts[1].unsqueeze(2), cos, sin);            // [b, s, 1, rope]
+        if (ctx is not null) kPe = ctx.Point(HookPoints.AttnKRope(_layer), kPe.squeeze(2)).unsqueeze(2);  // the one shared rope key
         var latent = kv_norm.forward(kvParts[0]);
         if (indexer is not null && _quantisation == QuantisationSimulation.Official)
         {
@@ -123,19 +140,29 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
             var (fp8, scale) = Fp8Simulation.ActQuant(latent, _c.ScaleFmt, "the KV latent (kv_lora_rank)");
             latent = Fp8Simulation.Dequantise(fp8, scale).detach() + (latent - latent.detach());
         }
+        if (ctx is not null) latent = ctx.Point(HookPoints.AttnKvLatent(_layer), latent);            // [b, s, kv_lora_rank]
         var kvb = wkv_b.forward(latent).view(b, s, h, _c.QkNopeHeadDim + _c.VHeadDim);
         var kvbParts = kvb.split(new long[] { _c.QkNopeHeadDim, _c.VHeadDim }, dim: -1);
+        var kNope = kvbParts[0];                                                                       // [b, s, h, nope]
+        var vHeads = kvbParts[1];                                                                      // [b, s, h, dv]
+        if (ctx is not null)
+        {
+            kNope = ctx.Point(HookPoints.AttnKNope(_layer), kNope);
+            vHeads = ctx.Point(HookPoints.AttnV(_layer), vHeads);
+        }
 
-        var qFull = cat(new[] { qParts[0], qPe }, -1).transpose(1, 2);                               // [b, h, s, d]
-        var kFull = cat(new[] { kvbParts[0], kPe.expand(b, s, h, _c.QkRopeHeadDim) }, -1).transpose(1, 2);
-        var v = kvbParts[1].transpose(1, 2);                                                           // [b, h, s, dv]
+        var qFull = cat(new[] { qNope, qPe }, -1).transpose(1, 2);                                     // [b, h, s, d]
+        var kFull = cat(new[] { kNope, kPe.expand(b, s, h, _c.QkRopeHeadDim) }, -1).transpose(1, 2);
+        var v = vHeads.transpose(1, 2);                                                                // [b, h, s, dv]
 
         var scores = qFull.matmul(kFull.transpose(-2, -1)) * _c.SoftmaxScale;                         // [b, h, q, k]
         if (indexer is not null) scores = scores + indexer.Mask(x, qr!, cos, sin, mask, ctx);   // selected keys only (causal)
         else if (mask is not null) scores = scores + mask;
         var probs = scores.softmax(-1);
         if (ctx is not null) probs = ctx.Point(HookPoints.AttnPattern(_layer), probs);
-        var o = probs.matmul(v).transpose(1, 2).reshape(b, s, h * _c.VHeadDim);
+        var z = probs.matmul(v).transpose(1, 2);                                                       // [b, s, h, dv]
+        if (ctx is not null) z = ctx.Point(HookPoints.AttnZ(_layer), z);
+        var o = z.reshape(b, s, h * _c.VHeadDim);
         return wo.forward(o).MoveToOuterDisposeScope();
     }
 }

@@ -23,6 +23,33 @@ public static class HookPoints
         RouterSuffix = "moe.router", SelectionSuffix = "moe.selection", IndicesSuffix = "moe.indices",
         WeightsSuffix = "moe.weights", SharedOutSuffix = "moe.shared_out",
         IndexerScoresSuffix = "attn.indexer.scores", IndexerTopkSuffix = "attn.indexer.topk";
+    // MLA's per-head points (TransformerLens hook_q / hook_k / hook_v / hook_z, split into DeepSeek's nope and rope parts).
+    internal const string AttnQNopeSuffix = "attn.q_nope", AttnQRopeSuffix = "attn.q_rope", AttnKRopeSuffix = "attn.k_rope",
+        AttnKvLatentSuffix = "attn.kv_latent", AttnKNopeSuffix = "attn.k_nope", AttnVSuffix = "attn.v", AttnZSuffix = "attn.z";
+
+    /// <summary>Per-head queries of block L, the part without position [batch, seq, heads, qk_nope_head_dim] (TransformerLens <c>hook_q</c>, nope part).</summary>
+    public static string AttnQNope(int layer) => Block(layer, AttnQNopeSuffix);
+    /// <summary>Per-head queries of block L, the decoupled RoPE part after rotation [batch, seq, heads, qk_rope_head_dim] (TransformerLens <c>hook_rot_q</c>).</summary>
+    public static string AttnQRope(int layer) => Block(layer, AttnQRopeSuffix);
+    /// <summary>
+    /// MLA's one rope key of block L, shared by every head, after rotation [batch, seq, qk_rope_head_dim] (the second part
+    /// of <c>wkv_a</c>'s output; DeepSeek-V2 §2.1.3 "decoupled rotary position embedding").
+    /// </summary>
+    public static string AttnKRope(int layer) => Block(layer, AttnKRopeSuffix);
+    /// <summary>
+    /// MLA's compressed key/value latent of block L after <c>kv_norm</c> [batch, seq, kv_lora_rank] (c<sup>KV</sup> in
+    /// DeepSeek-V2 §2.1.2, what the KV cache stores; with the V3.2 FP8 simulation, after its rounding).
+    /// </summary>
+    public static string AttnKvLatent(int layer) => Block(layer, AttnKvLatentSuffix);
+    /// <summary>Per-head keys of block L, the part without position (<c>wkv_b</c> of the latent) [batch, seq, heads, qk_nope_head_dim] (TransformerLens <c>hook_k</c>, nope part).</summary>
+    public static string AttnKNope(int layer) => Block(layer, AttnKNopeSuffix);
+    /// <summary>Per-head values of block L (<c>wkv_b</c> of the latent) [batch, seq, heads, v_head_dim] (TransformerLens <c>hook_v</c>).</summary>
+    public static string AttnV(int layer) => Block(layer, AttnVSuffix);
+    /// <summary>
+    /// Per-head attention output of block L before the output projection <c>wo</c> [batch, seq, heads, v_head_dim]
+    /// (TransformerLens <c>hook_z</c>): replace a head's slice to patch or ablate that head.
+    /// </summary>
+    public static string AttnZ(int layer) => Block(layer, AttnZSuffix);
 
     /// <summary>Residual stream entering block L [batch, seq, dim].</summary>
     public static string ResidPre(int layer) => Block(layer, ResidPreSuffix);
@@ -59,13 +86,20 @@ public static class HookPoints
     private static readonly string[] EveryBlock = { ResidPreSuffix, AttnPatternSuffix, AttnOutSuffix, ResidMidSuffix };
     private static readonly string[] IndexerBlock = { IndexerScoresSuffix, IndexerTopkSuffix };
 
-    /// <summary>The per-block points before the FFN, in forward order (the indexer's before attn.pattern when present).</summary>
+    private static readonly string[] MlaHeadBlock = { AttnQNopeSuffix, AttnQRopeSuffix, AttnKRopeSuffix, AttnKvLatentSuffix, AttnKNopeSuffix, AttnVSuffix };
+
+    /// <summary>The per-block points before the FFN, in forward order (MLA's queries/keys/latent, the indexer's, attn.pattern, attn.z).</summary>
     private static IEnumerable<string> AttentionSuffixes(DeepSeekConfig config)
     {
         yield return ResidPreSuffix;
+        foreach (var s in MlaHeadBlock) yield return s;
         if (config.Indexer is not null)
             foreach (var s in IndexerBlock) yield return s;
-        foreach (var s in EveryBlock.Skip(1)) yield return s;
+        foreach (var s in EveryBlock.Skip(1))
+        {
+            yield return s;
+            if (s == AttnPatternSuffix) yield return AttnZSuffix;
+        }
     }
     private static readonly string[] EveryBlockAfterFfn = { MlpOutSuffix, ResidPostSuffix };
     private static readonly string[] MoeBlock = { RouterSuffix, SelectionSuffix, IndicesSuffix, WeightsSuffix };
@@ -83,8 +117,9 @@ public static class HookPoints
 
     /// <summary>
     /// Every hook point a model of this configuration offers, in forward order: <c>embed</c>, then per block
-    /// <c>resid_pre</c>, with a lightning indexer (DeepSeek-V3.2) <c>attn.indexer.scores, attn.indexer.topk</c>, then
-    /// <c>attn.pattern, attn.out, resid_mid</c>, on MoE blocks <c>moe.router, moe.selection, moe.indices,
+    /// <c>resid_pre</c>, MLA's <c>attn.q_nope, attn.q_rope, attn.k_rope, attn.kv_latent, attn.k_nope, attn.v</c>, with a
+    /// lightning indexer (DeepSeek-V3.2) <c>attn.indexer.scores, attn.indexer.topk</c>, then
+    /// <c>attn.pattern, attn.z, attn.out, resid_mid</c>, on MoE blocks <c>moe.router, moe.selection, moe.indices,
     /// moe.weights</c> (and <c>moe.shared_out</c> with shared experts), <c>mlp.out, resid_post</c>; then <c>ln_final</c>, <c>logits</c>.
     /// </summary>
     public static IReadOnlyList<string> All(DeepSeekConfig config)
@@ -144,7 +179,7 @@ public static class HookPoints
             if (close.Count > 0) sb.Append($". Did you mean {string.Join(", ", close.Select(n => $"'{n}'"))}?");
             else sb.Append('.');
         }
-        sb.Append(all.Count <= 40
+        sb.Append(all.Count <= 64
             ? $" Valid names: {string.Join(", ", all)}"
             : $" Valid names ({all.Count}): {string.Join(", ", Patterns(config))}");
         return sb.ToString();

@@ -17,10 +17,12 @@ public class HookRegistryTests
     {
         // TinyFullFeatured: 3 blocks, block 0 dense, blocks 1-2 MoE with a shared expert.
         var expected = new List<string> { "embed" };
-        expected.AddRange(Block(0, "resid_pre", "attn.pattern", "attn.out", "resid_mid", "mlp.out", "resid_post"));
+        // MLA's per-head points in forward order: queries (nope, rotated rope), the shared rope key, the latent, keys, values; z after the pattern.
+        string[] mla = { "attn.q_nope", "attn.q_rope", "attn.k_rope", "attn.kv_latent", "attn.k_nope", "attn.v" };
+        expected.AddRange(Block(0, new[] { "resid_pre" }.Concat(mla).Concat(new[] { "attn.pattern", "attn.z", "attn.out", "resid_mid", "mlp.out", "resid_post" }).ToArray()));
         foreach (var l in new[] { 1, 2 })
-            expected.AddRange(Block(l, "resid_pre", "attn.pattern", "attn.out", "resid_mid",
-                "moe.router", "moe.selection", "moe.indices", "moe.weights", "moe.shared_out", "mlp.out", "resid_post"));
+            expected.AddRange(Block(l, new[] { "resid_pre" }.Concat(mla).Concat(new[] { "attn.pattern", "attn.z", "attn.out", "resid_mid",
+                "moe.router", "moe.selection", "moe.indices", "moe.weights", "moe.shared_out", "mlp.out", "resid_post" }).ToArray()));
         expected.AddRange(new[] { "ln_final", "logits" });
         Assert.Equal(expected, HookPoints.All(DeepSeekConfig.TinyFullFeatured));
     }
@@ -55,6 +57,8 @@ public class HookRegistryTests
     [InlineData("blocks.0.moe.router", "block 0 is a dense block (MoE hook points exist on blocks 1..2)")]
     [InlineData("blocks.7.resid_post", "the model has blocks 0..2")]
     [InlineData("blocks.1.attn.indexer.scores", "the model has no lightning indexer")]
+    [InlineData("blocks.1.attn.zz", "Did you mean 'blocks.1.attn.z'")]
+    [InlineData("blocks.0.attn.kv_latnet", "Did you mean 'blocks.0.attn.kv_latent'")]
     [InlineData("hidden.1", "Valid names: embed, blocks.0.resid_pre")]
     public void UnknownHookName_InRunWithHooks_IsAnError_ListingTheValidNames(string name, string hint)
     {
@@ -103,7 +107,7 @@ public class HookRegistryTests
     public void Validate_OnAFullSizeModel_GivesCloseNamesAndPatterns_NotSixHundredNames()
     {
         var v3 = DeepSeekConfig.TinyFullFeatured with { NumHiddenLayers = 61, FirstKDenseReplace = 3 };
-        Assert.Equal(1 + 3 * 6 + 58 * 11 + 2, HookPoints.All(v3).Count);
+        Assert.Equal(1 + 3 * (6 + 7) + 58 * (11 + 7) + 2, HookPoints.All(v3).Count);   // + 7 MLA per-head points per block
         var e = Assert.Throws<ArgumentException>(() => HookPoints.Validate("blocks.40.moe.wieghts", v3));
         Assert.Contains("Did you mean 'blocks.40.moe.weights'", e.Message);
         Assert.Contains("blocks.{0..60}.resid_pre", e.Message);
