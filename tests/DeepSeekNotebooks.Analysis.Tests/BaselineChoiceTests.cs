@@ -8,7 +8,7 @@ namespace DeepSeekNotebooks.Analysis.Tests;
 
 /// <summary>
 /// The pad-token baseline against token 0 on the bundled model — the measurement behind <see cref="Baseline.For"/>
-/// (docs/attribution.md defines "better": a smaller IG convergence delta relative to F(x) − F(b), and the target's
+/// (docs/attribution-captum.md defines "better": a smaller IG convergence delta relative to F(x) − F(b), and the target's
 /// log-probability at the baseline closer to uniform).
 /// </summary>
 public class BaselineChoiceTests

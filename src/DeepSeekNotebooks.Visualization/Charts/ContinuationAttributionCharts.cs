@@ -19,7 +19,7 @@ public static class ContinuationAttributionCharts
     /// </summary>
     /// <exception cref="ArgumentException">Label counts that do not match the matrix.</exception>
     public static GenericChart TokenAttrHeatmap(IReadOnlyList<string> promptTokens, IReadOnlyList<string> targetTokens, double[,] tokenAttr,
-        IReadOnlyList<double>? logProbs = null, string title = "Continuation attribution: each target token's log-probability by prompt token")
+        IReadOnlyList<double>? logProbs = null, string title = "Continuation attribution: log-probability of each target token, by prompt token")
     {
         ArgumentNullException.ThrowIfNull(promptTokens);
         ArgumentNullException.ThrowIfNull(targetTokens);
