@@ -32,7 +32,7 @@ public class ContinuationAttributionChartsTests(GoldenModelFixture golden) : ICl
         Assert.Equal(2.0, ChartAssert.Trace(fig).GetProperty("zmax").GetDouble());   // symmetric scale around 0
         Assert.Equal(-2.0, ChartAssert.Trace(fig).GetProperty("zmin").GetDouble());
         var rowLabels = fig.GetProperty("layout").GetProperty("yaxis").GetProperty("ticktext").EnumerateArray().Select(v => v.GetString()).ToArray();
-        Assert.Equal(new[] { "x (log p -1.50)", "y (log p -0.75)" }, rowLabels);
+        Assert.Equal(new[] { "&#39;x&#39; (log p -1.50)", "&#39;y&#39; (log p -0.75)" }, rowLabels);   // escaped quotes
         ChartAssert.HostileSafe(chart);
     }
 

@@ -14,7 +14,7 @@ public static class ContinuationAttributionCharts
 {
     /// <summary>
     /// Heatmap of <paramref name="tokenAttr"/>[k, i] (target k × prompt token i) with each cell's value written in it;
-    /// rows are labelled by the target tokens (with their log-probability when <paramref name="logProbs"/> is given),
+    /// rows are labelled by the target tokens (quoted, with their log-probability, when <paramref name="logProbs"/> is given),
     /// columns by the prompt tokens (escaped, whitespace made visible).
     /// </summary>
     /// <exception cref="ArgumentException">Label counts that do not match the matrix.</exception>
@@ -31,7 +31,7 @@ public static class ContinuationAttributionCharts
         foreach (var v in tokenAttr) if (double.IsFinite(v)) max = Math.Max(max, Math.Abs(v));
         max = Math.Max(max, 1e-12);
         var rows = targetTokens.Select((t, k) => logProbs is null ? t
-            : string.Create(CultureInfo.InvariantCulture, $"{t} (log p {logProbs[k]:0.00})")).ToArray();
+            : string.Create(CultureInfo.InvariantCulture, $"'{t}' (log p {logProbs[k]:0.00})")).ToArray();   // quoted: a space token stays visible
         var hover = new string[targetTokens.Count][];
         for (int k = 0; k < targetTokens.Count; k++)
             hover[k] = promptTokens.Select(p => $"target {Tok(targetTokens[k])} ← prompt {Tok(p)}").ToArray();
