@@ -100,3 +100,43 @@ public class LayerAndContrastInputTests : IClassFixture<GoldenFixture>
         Assert.Contains("featureMask has 2 entries but the input has 12 tokens", e.Message);
     }
 }
+
+public class LlmAttributionResultTests : IClassFixture<GoldenFixture>
+{
+    private readonly GoldenFixture _g;
+    public LlmAttributionResultTests(GoldenFixture g) => _g = g;
+
+    [Fact]
+    public void Json_RoundTrips_AndTheMatrixIsRowMajorTargetsByPrompt()
+    {
+        var r = LlmGradientAttribution.Attribute(_g.Model, new long[] { 303, 211, 294 }, new long[] { 53, 204 }, nSteps: 4) with
+        {
+            PromptTokens = new[] { "a", "b", "c" },
+            TargetTokens = new[] { "x", "y" },
+        };
+        var back = LlmAttributionResult.FromJson(r.ToJson());
+        Assert.Equal(r.TokenAttr, back.TokenAttr);
+        Assert.Equal(r.Deltas, back.Deltas);
+        Assert.Equal(r.PromptTokens, back.PromptTokens);
+        Assert.Equal(r.Parameters, back.Parameters);
+        var m = r.Matrix();
+        Assert.Equal(2, m.GetLength(0));
+        Assert.Equal(3, m.GetLength(1));
+        Assert.Equal(r.TokenAttr[1 * 3 + 2], m[1, 2]);
+        for (int i = 0; i < 3; i++) Assert.Equal(r.TokenAttr[i] + r.TokenAttr[3 + i], r.SeqAttr[i], 6);
+        // Row k's completeness as stated: Σ_i TokenAttr[k, i] − (log p − log p_baseline) = delta k.
+        for (int k = 0; k < 2; k++)
+            Assert.Equal(r.Deltas[k], Enumerable.Range(0, 3).Sum(i => (double)r.At(k, i)) - (r.LogProbs[k] - r.LogProbsBaseline[k]), 5);
+    }
+
+    [Fact]
+    public void Baseline_ReplacesOnlyThePrompt_SoTheFirstRowEqualsPlainIgOfTheLogProbability()
+    {
+        // Row 0 has no appended tokens: it is exactly IG of log p(y_0) over the prompt's embeddings.
+        var r = LlmGradientAttribution.Attribute(_g.Model, new long[] { 303, 211, 294 }, new long[] { 53, 204 }, Baseline.Token(0), nSteps: 8);
+        using var ids = TorchSharp.torch.tensor(new long[] { 303, 211, 294 }, new long[] { 1, 3 });
+        var ig = IntegratedGradients.Attribute(_g.Model, ids, AttributionTarget.LogProbability(-1, 53), Baseline.Token(0), 8);
+        for (int i = 0; i < 3; i++) Assert.Equal(ig.TokenSums[i], r.At(0, i), 6);
+        Assert.Equal(ig.ConvergenceDelta!.Value, r.Deltas[0], 5);
+    }
+}

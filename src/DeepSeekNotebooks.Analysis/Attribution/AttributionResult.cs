@@ -12,7 +12,9 @@ namespace DeepSeekNotebooks.Analysis.Attribution;
 public sealed record AttributionResult
 {
     /// <summary>The method that produced the result; saved (JSON, safetensors metadata) as its <see cref="AttributionMethods.Name"/>
-    /// (<c>integrated_gradients</c>, <c>saliency</c>, <c>input_x_gradient</c>, <c>smoothgrad</c>, <c>occlusion</c>, <c>attention_x_gradient</c>).</summary>
+    /// (<c>integrated_gradients</c>, <c>saliency</c>, <c>input_x_gradient</c>, <c>smoothgrad</c>, <c>occlusion</c>, <c>attention_x_gradient</c>,
+    /// <c>layer_integrated_gradients</c>, <c>layer_conductance</c>, <c>feature_ablation</c>). For the layer methods the attributions are over
+    /// the block's output activations (<c>Parameters["layer"]</c> names the hook point), one row per position.</summary>
     public required AttributionMethod Method { get; init; }
     /// <summary>The input token ids [seq].</summary>
     public required long[] TokenIds { get; init; }

@@ -57,7 +57,7 @@ public static class Attributor
             AttributionMethod.Saliency => Saliency.Attribute(model, inputIds, target, o.Abs),
             AttributionMethod.InputXGradient => InputXGradient.Attribute(model, inputIds, target),
             AttributionMethod.SmoothGrad => NoiseTunnel.SmoothGrad(model, inputIds, target, o.NSamples, o.Stdev, o.Seed, o.Abs),
-            AttributionMethod.Occlusion => Occlusion.Attribute(model, inputIds, target, o.SlidingWindow, o.Stride, o.Baseline),
+            AttributionMethod.Occlusion => Occlusion.Attribute(model, inputIds, target, o.SlidingWindow, o.Stride, o.Baseline, o.PerturbationsPerEval),
             AttributionMethod.AttentionXGradient => AttentionTimesGradient.Attribute(model, inputIds, target),
             AttributionMethod.LayerIntegratedGradients =>
                 Attribution.LayerIntegratedGradients.Attribute(model, inputIds, RequireLayer(o, method), target, o.Baseline, o.NSteps, o.Integration, o.InternalBatchSize),
