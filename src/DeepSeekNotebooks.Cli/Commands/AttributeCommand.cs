@@ -35,7 +35,7 @@ public static class AttributeCommand
         var baseline = new Option<string?>("--baseline")
         {
             Description = "zeros | token:<id> (that token's embedding at every position) | pad (the tokenizer's pad token). " +
-                          "Default: Baseline.For(tokenizer) — see docs; a zero baseline is degenerate for RMSNorm models.",
+                          "Default: the tokenizer's pad token when it has one (measured better, docs/attribution-captum.md), else token:0; a zero baseline is degenerate for RMSNorm models.",
         };
         var nSteps = new Option<int>("--n-steps") { Description = "Integration steps for IG, layer IG and layer conductance (default 50).", DefaultValueFactory = _ => 50 };
         var integration = new Option<string>("--integration")
