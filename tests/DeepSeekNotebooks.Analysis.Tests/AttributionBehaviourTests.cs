@@ -189,7 +189,7 @@ public class AttributorTests : IClassFixture<GoldenFixture>
     public void Run_DispatchesByMethod_ToTheMethodsOwnProducer()
     {
         var target = AttributionTarget.Logit(-1, 468);
-        var opts = new AttributionOptions { NSteps = 4, NSamples = 1, Baseline = Baseline.Token(3) };
+        var opts = new AttributionOptions { NSteps = 4, NSamples = 1, Baseline = Baseline.Token(3), Layer = 1 };
         var direct = new Dictionary<AttributionMethod, AttributionResult>
         {
             [AttributionMethod.IntegratedGradients] = IntegratedGradients.Attribute(_g.Model, _g.Ids(), target, Baseline.Token(3), nSteps: 4),
@@ -198,6 +198,9 @@ public class AttributorTests : IClassFixture<GoldenFixture>
             [AttributionMethod.SmoothGrad] = NoiseTunnel.SmoothGrad(_g.Model, _g.Ids(), target, nSamples: 1),
             [AttributionMethod.Occlusion] = Occlusion.Attribute(_g.Model, _g.Ids(), target, baseline: Baseline.Token(3)),
             [AttributionMethod.AttentionXGradient] = AttentionTimesGradient.Attribute(_g.Model, _g.Ids(), target),
+            [AttributionMethod.LayerIntegratedGradients] = LayerIntegratedGradients.Attribute(_g.Model, _g.Ids(), 1, target, Baseline.Token(3), nSteps: 4),
+            [AttributionMethod.LayerConductance] = LayerConductance.Attribute(_g.Model, _g.Ids(), 1, target, Baseline.Token(3), nSteps: 4),
+            [AttributionMethod.FeatureAblation] = FeatureAblation.Attribute(_g.Model, _g.Ids(), target, Baseline.Token(3)),
         };
         Assert.Equal(Enum.GetValues<AttributionMethod>(), direct.Keys.Order());
         foreach (var (method, expected) in direct)
@@ -214,7 +217,8 @@ public class AttributorTests : IClassFixture<GoldenFixture>
     public void MethodNames_AreTheSavedForms_AndReadBack()
     {
         // The names files written before the enum hold (safetensors "method" metadata, JSON "Method").
-        var saved = new[] { "integrated_gradients", "saliency", "input_x_gradient", "smoothgrad", "occlusion", "attention_x_gradient" };
+        var saved = new[] { "integrated_gradients", "saliency", "input_x_gradient", "smoothgrad", "occlusion", "attention_x_gradient",
+                            "layer_integrated_gradients", "layer_conductance", "feature_ablation" };
         Assert.Equal(saved, AttributionMethods.All.Select(m => m.Name()));
         foreach (var name in saved) Assert.Equal(name, AttributionMethods.FromName(name).Name());
         var e = Assert.Throws<ArgumentException>(() => AttributionMethods.FromName("ig"));

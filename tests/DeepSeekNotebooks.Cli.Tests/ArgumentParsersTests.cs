@@ -18,6 +18,10 @@ public class ArgumentParsersTests
     [InlineData("occlusion", AttributionMethod.Occlusion)]
     [InlineData("attnxgrad", AttributionMethod.AttentionXGradient)]
     [InlineData(" attention_x_gradient ", AttributionMethod.AttentionXGradient)]
+    [InlineData("layer-ig", AttributionMethod.LayerIntegratedGradients)]
+    [InlineData("layer_integrated_gradients", AttributionMethod.LayerIntegratedGradients)]
+    [InlineData("layer-conductance", AttributionMethod.LayerConductance)]
+    [InlineData("feature-ablation", AttributionMethod.FeatureAblation)]
     public void AttributionMethod_AcceptsCliAndSavedNames(string text, AttributionMethod expected) =>
         Assert.Equal(expected, ArgumentParsers.ParseAttributionMethod(text));
 

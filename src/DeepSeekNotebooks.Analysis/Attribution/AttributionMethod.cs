@@ -22,6 +22,12 @@ public enum AttributionMethod
     Occlusion,
     /// <summary><see cref="Attribution.AttentionTimesGradient"/>; saved as <c>attention_x_gradient</c>.</summary>
     AttentionXGradient,
+    /// <summary><see cref="Attribution.LayerIntegratedGradients"/> on a block's output (Captum <c>LayerIntegratedGradients</c>); saved as <c>layer_integrated_gradients</c>.</summary>
+    LayerIntegratedGradients,
+    /// <summary><see cref="Attribution.LayerConductance"/> on a block's output (Dhamdhere et al. 2018, Captum <c>LayerConductance</c>); saved as <c>layer_conductance</c>.</summary>
+    LayerConductance,
+    /// <summary><see cref="Attribution.FeatureAblation"/> over token positions (Captum <c>FeatureAblation</c>); saved as <c>feature_ablation</c>.</summary>
+    FeatureAblation,
 }
 
 /// <summary>The serialised names of <see cref="AttributionMethod"/> (the form in saved results and chart titles).</summary>
@@ -35,13 +41,17 @@ public static class AttributionMethods
         (AttributionMethod.SmoothGrad, "smoothgrad"),
         (AttributionMethod.Occlusion, "occlusion"),
         (AttributionMethod.AttentionXGradient, "attention_x_gradient"),
+        (AttributionMethod.LayerIntegratedGradients, "layer_integrated_gradients"),
+        (AttributionMethod.LayerConductance, "layer_conductance"),
+        (AttributionMethod.FeatureAblation, "feature_ablation"),
     };
 
     /// <summary>Every method, in declaration order.</summary>
     public static IReadOnlyList<AttributionMethod> All { get; } = Table.Select(t => t.Method).ToArray();
 
     /// <summary>The saved name of <paramref name="method"/>: <c>integrated_gradients</c>, <c>saliency</c>, <c>input_x_gradient</c>,
-    /// <c>smoothgrad</c>, <c>occlusion</c> or <c>attention_x_gradient</c>.</summary>
+    /// <c>smoothgrad</c>, <c>occlusion</c>, <c>attention_x_gradient</c>, <c>layer_integrated_gradients</c>, <c>layer_conductance</c>
+    /// or <c>feature_ablation</c>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A value outside the enum.</exception>
     public static string Name(this AttributionMethod method)
     {

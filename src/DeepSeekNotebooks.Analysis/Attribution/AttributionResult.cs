@@ -12,7 +12,9 @@ namespace DeepSeekNotebooks.Analysis.Attribution;
 public sealed record AttributionResult
 {
     /// <summary>The method that produced the result; saved (JSON, safetensors metadata) as its <see cref="AttributionMethods.Name"/>
-    /// (<c>integrated_gradients</c>, <c>saliency</c>, <c>input_x_gradient</c>, <c>smoothgrad</c>, <c>occlusion</c>, <c>attention_x_gradient</c>).</summary>
+    /// (<c>integrated_gradients</c>, <c>saliency</c>, <c>input_x_gradient</c>, <c>smoothgrad</c>, <c>occlusion</c>, <c>attention_x_gradient</c>,
+    /// <c>layer_integrated_gradients</c>, <c>layer_conductance</c>, <c>feature_ablation</c>). For the layer methods the attributions are over
+    /// the block's output activations (<c>Parameters["layer"]</c> names the hook point), one row per position.</summary>
     public required AttributionMethod Method { get; init; }
     /// <summary>The input token ids [seq].</summary>
     public required long[] TokenIds { get; init; }
@@ -87,7 +89,7 @@ public sealed record AttributionResult
     /// <summary>
     /// Writes <c>attributions</c> [1, seq, dim] F32, <c>token_sums</c> [1, seq] F32, <c>token_norms</c> [1, seq] F32,
     /// <c>input_ids</c> [1, seq] I64, <c>target</c> [1] I64 (token id, −1 for custom targets), <c>target_position</c> [1] I64,
-    /// and <c>delta</c> [1] F32 when a convergence delta exists; method, target kind and parameters go to the metadata.
+    /// <c>contrast_token</c> [1] I64 for a contrastive target, and <c>delta</c> [1] F32 when a convergence delta exists; method, target kind and parameters go to the metadata.
     /// </summary>
     public void SaveSafetensors(string path)
     {
@@ -101,6 +103,7 @@ public sealed record AttributionResult
             .AddInt64("input_ids", new[] { 1, seq }, TokenIds)
             .AddInt64("target", new long[] { 1 }, new[] { Target.TokenId ?? -1 })
             .AddInt64("target_position", new long[] { 1 }, new long[] { Target.Position });
+        if (Target.ContrastTokenId is { } t2) w.AddInt64("contrast_token", new long[] { 1 }, new[] { t2 });
         if (ConvergenceDelta is { } d) w.AddFloat32("delta", new long[] { 1 }, new[] { (float)d });
         if (FInput is { } fi) w.AddFloat32("f_input", new long[] { 1 }, new[] { (float)fi });
         if (FBaseline is { } fb) w.AddFloat32("f_baseline", new long[] { 1 }, new[] { (float)fb });

@@ -16,6 +16,11 @@ public enum TargetKind
     LogProbability,
     /// <summary>A user function of the full logits.</summary>
     Custom,
+    /// <summary>
+    /// logits[P][T] − logits[P][T2]: "why T rather than T2" (a contrastive target). Equal to
+    /// log_softmax(logits[P])[T] − log_softmax(logits[P])[T2], since both log-probabilities subtract the same log-sum-exp.
+    /// </summary>
+    LogitDifference,
 }
 
 /// <summary>
@@ -25,9 +30,10 @@ public enum TargetKind
 /// </summary>
 public sealed class AttributionTarget
 {
-    private AttributionTarget(TargetKind kind, int position, long? token, Func<Tensor, Tensor>? custom, string? name)
+    private AttributionTarget(TargetKind kind, int position, long? token, Func<Tensor, Tensor>? custom, string? name, long? contrastToken = null)
     {
         Kind = kind;
+        ContrastToken = contrastToken;
         Position = position;
         Token = token;
         CustomFunction = custom;
@@ -40,6 +46,8 @@ public sealed class AttributionTarget
     public int Position { get; }
     /// <summary>The token T, or null for the argmax at P.</summary>
     public long? Token { get; }
+    /// <summary>For <see cref="TargetKind.LogitDifference"/>: the token T2 whose logit is subtracted.</summary>
+    public long? ContrastToken { get; }
     /// <summary>For <see cref="TargetKind.Custom"/>: logits [batch, seq, vocab] → one scalar per batch row [batch].</summary>
     public Func<Tensor, Tensor>? CustomFunction { get; }
     /// <summary>A short label (used in results).</summary>
@@ -56,6 +64,19 @@ public sealed class AttributionTarget
 
     /// <summary>Log-softmax of token <paramref name="token"/> (default: argmax) at <paramref name="position"/>.</summary>
     public static AttributionTarget LogProbability(int position = -1, long? token = null) => new(TargetKind.LogProbability, position, token, null, null);
+
+    /// <summary>
+    /// A contrastive target, "why <paramref name="token"/> rather than <paramref name="contrastToken"/>":
+    /// F = logits[P][T] − logits[P][T2] (= log p(T) − log p(T2)), as Captum with
+    /// <c>forward_func = lambda X: f(X)[:, T] - f(X)[:, T2]</c> and <c>target=None</c>. T defaults to the argmax at P.
+    /// </summary>
+    /// <exception cref="ArgumentException">T2 equals T (the difference would be identically 0).</exception>
+    public static AttributionTarget Contrast(long contrastToken, int position = -1, long? token = null)
+    {
+        if (token == contrastToken)
+            throw new ArgumentException($"the contrast token {contrastToken} equals the target token: the logit difference would be identically 0; choose another token to contrast with", nameof(contrastToken));
+        return new(TargetKind.LogitDifference, position, token, null, null, contrastToken);
+    }
 
     /// <summary>
     /// A custom scalar: <paramref name="function"/> maps logits [batch, seq, vocab] to one value per batch row [batch]
@@ -98,7 +119,18 @@ public sealed class AttributionTarget
                 token = am.item<long>();
             }
         }
-        return new ResolvedTarget(Kind, (int)p, token, CustomFunction, Name);
+        long contrast = -1;
+        if (Kind == TargetKind.LogitDifference)
+        {
+            long t2 = ContrastToken!.Value;
+            if (t2 < 0 || t2 >= vocabSize)
+                throw new ArgumentException($"contrast token {t2} is out of range: ids must be in [0, {vocabSize - 1}] (vocab_size {vocabSize})", "target");
+            if (t2 == token)
+                throw new ArgumentException(
+                    $"the contrast token {t2} equals the target token{(Token is null ? " (the argmax at position " + p + ")" : "")}: the logit difference would be identically 0; choose another token to contrast with", "target");
+            contrast = t2;
+        }
+        return new ResolvedTarget(Kind, (int)p, token, CustomFunction, Name, contrast);
     }
 }
 
@@ -107,9 +139,9 @@ public sealed class ResolvedTarget
 {
     private readonly Func<Tensor, Tensor>? _custom;
 
-    internal ResolvedTarget(TargetKind kind, int position, long token, Func<Tensor, Tensor>? custom, string name)
+    internal ResolvedTarget(TargetKind kind, int position, long token, Func<Tensor, Tensor>? custom, string name, long contrastToken = -1)
     {
-        Kind = kind; Position = position; Token = token; _custom = custom; Name = name;
+        Kind = kind; Position = position; Token = token; _custom = custom; Name = name; ContrastToken = contrastToken;
     }
 
     /// <summary>The kind of scalar.</summary>
@@ -118,6 +150,8 @@ public sealed class ResolvedTarget
     public int Position { get; }
     /// <summary>Token T (−1 for custom targets).</summary>
     public long Token { get; }
+    /// <summary>Token T2 of a <see cref="TargetKind.LogitDifference"/> target (−1 otherwise).</summary>
+    public long ContrastToken { get; }
     /// <summary>Label.</summary>
     public string Name { get; }
 
@@ -139,14 +173,22 @@ public sealed class ResolvedTarget
             TargetKind.Logit => row.select(1, Token),
             TargetKind.Probability => row.softmax(-1).select(1, Token),
             TargetKind.LogProbability => row.log_softmax(-1).select(1, Token),
+            TargetKind.LogitDifference => row.select(1, Token) - row.select(1, ContrastToken),
             _ => throw new InvalidOperationException($"unknown target kind {Kind}"),
         };
         return result.MoveToOuterDisposeScope();
     }
 
     /// <summary>Serialisable description.</summary>
-    public TargetInfo ToInfo() => new(Position, Kind == TargetKind.Custom ? null : Token, Kind, Name);
+    public TargetInfo ToInfo() => new(Position, Kind == TargetKind.Custom ? null : Token, Kind, Name)
+    {
+        ContrastTokenId = Kind == TargetKind.LogitDifference ? ContrastToken : null,
+    };
 }
 
-/// <summary>Plain description of a resolved target (position, token, kind).</summary>
-public sealed record TargetInfo(int Position, long? TokenId, TargetKind Kind, string Name);
+/// <summary>Plain description of a resolved target (position, token, kind; the subtracted token of a contrastive target).</summary>
+public sealed record TargetInfo(int Position, long? TokenId, TargetKind Kind, string Name)
+{
+    /// <summary>For <see cref="TargetKind.LogitDifference"/>: the token T2 in logit T − logit T2; null otherwise.</summary>
+    public long? ContrastTokenId { get; init; }
+}

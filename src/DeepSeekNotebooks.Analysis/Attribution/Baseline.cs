@@ -1,4 +1,5 @@
 using DeepSeekNotebooks.Model;
+using DeepSeekNotebooks.Model.Tokenization;
 using static TorchSharp.torch;
 
 namespace DeepSeekNotebooks.Analysis.Attribution;
@@ -29,6 +30,19 @@ public abstract record Baseline
 
     /// <summary>The well-behaved default: <c>Token(0)</c> (see the type's remarks for why not zeros).</summary>
     public static Baseline Default { get; } = Token(0);
+
+    /// <summary>The embedding of <paramref name="tokenizer"/>'s pad token (<see cref="DeepSeekTokenizer.PadTokenId"/>) at every position; null when there is none.</summary>
+    public static Baseline? PadToken(DeepSeekTokenizer? tokenizer) => tokenizer?.PadTokenId is { } id ? Token(id) : null;
+
+    /// <summary>
+    /// The default baseline for a checkpoint with <paramref name="tokenizer"/>: its pad token when it has one
+    /// (<see cref="PadToken"/>), else <see cref="Default"/> (token 0). Measured on the bundled model over 48 corpus prompts
+    /// (IG, 50 Gauss–Legendre steps, the argmax logit at the last position; docs/attribution-captum.md): the pad token is better on
+    /// both criteria — mean |convergence delta| / |F(x) − F(b)| 4.2 % vs 9.0 % for token 0 (median 3.5 % vs 7.9 %), and the
+    /// target's log-probability at the baseline closer to the uniform log(1/V) (mean distance 3.04 vs 3.92 nats) — a pad token
+    /// never occurs in the training text, so its embedding carries no content the model has learned to respond to.
+    /// </summary>
+    public static Baseline For(DeepSeekTokenizer? tokenizer) => PadToken(tokenizer) ?? Default;
 
     /// <summary>Short description (<c>zeros</c>, <c>token:0</c>, <c>custom</c>).</summary>
     public abstract string Describe();

@@ -18,6 +18,9 @@ internal static class ArgumentParsers
         ("smoothgrad", AttributionMethod.SmoothGrad),
         ("occlusion", AttributionMethod.Occlusion),
         ("attnxgrad", AttributionMethod.AttentionXGradient),
+        ("layer-ig", AttributionMethod.LayerIntegratedGradients),
+        ("layer-conductance", AttributionMethod.LayerConductance),
+        ("feature-ablation", AttributionMethod.FeatureAblation),
     };
 
     /// <summary>

@@ -16,9 +16,10 @@ public sealed class DeepSeekTokenizer : IDisposable
     private readonly bool _libraryAddsSpecial;
     private int _disposed;
 
-    private DeepSeekTokenizer(string path, Tokenizers.DotNet.Tokenizer tokenizer, Dictionary<int, string> idToToken, long[] prefix, long[] suffix)
+    private DeepSeekTokenizer(string path, Tokenizers.DotNet.Tokenizer tokenizer, Dictionary<int, string> idToToken, long[] prefix, long[] suffix, long? padTokenId = null)
     {
         Path = path;
+        PadTokenId = padTokenId;
         _tokenizer = tokenizer;
         _idToToken = idToToken;
         _specialPrefix = prefix;
@@ -37,12 +38,21 @@ public sealed class DeepSeekTokenizer : IDisposable
     /// <summary>Number of ids the tokenizer can produce (largest id + 1).</summary>
     public int VocabularySize => _idToToken.Count == 0 ? 0 : _idToToken.Keys.Max() + 1;
 
+    /// <summary>
+    /// The padding token's id, or null when the tokenizer has none. Found, in order: <c>pad_token</c> of a
+    /// <c>tokenizer_config.json</c> next to the file (Hugging Face's <c>PreTrainedTokenizer.pad_token_id</c>; DeepSeek-V3
+    /// names <c>&lt;｜end▁of▁sentence｜&gt;</c> there), <c>padding.pad_id</c> of the tokenizer.json, or a special added token
+    /// spelled pad (<c>&lt;|pad|&gt;</c>, <c>&lt;pad&gt;</c>, <c>[PAD]</c>, …).
+    /// </summary>
+    public long? PadTokenId { get; }
+
     /// <summary>Loads a <c>tokenizer.json</c>; throws <see cref="InvalidDataException"/> naming the file if it is not a valid one.</summary>
     public static DeepSeekTokenizer FromFile(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"tokenizer file not found: {path}", path);
         var idToToken = new Dictionary<int, string>();
         long[] prefix, suffix;
+        long? pad;
         try
         {
             var root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject
@@ -52,6 +62,7 @@ public sealed class DeepSeekTokenizer : IDisposable
             if (root["added_tokens"] is JsonArray added)
                 foreach (var t in added.OfType<JsonObject>()) idToToken[t["id"]!.GetValue<int>()] = t["content"]!.GetValue<string>();
             (prefix, suffix) = SpecialTemplate(root["post_processor"]);
+            pad = PadToken(path, root, idToToken);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
         {
@@ -60,7 +71,32 @@ public sealed class DeepSeekTokenizer : IDisposable
         Tokenizers.DotNet.Tokenizer tokenizer;
         try { tokenizer = new Tokenizers.DotNet.Tokenizer(path); }
         catch (Exception e) { throw new InvalidDataException($"{path} could not be loaded by the tokenizers library: {e.Message}", e); }
-        return new DeepSeekTokenizer(path, tokenizer, idToToken, prefix, suffix);
+        return new DeepSeekTokenizer(path, tokenizer, idToToken, prefix, suffix, pad);
+    }
+
+    private static long? PadToken(string path, JsonObject root, Dictionary<int, string> idToToken)
+    {
+        long? IdOf(string content) => idToToken.FirstOrDefault(kv => kv.Value == content) is { Value: not null } kv ? kv.Key : null;
+        var configPath = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!, "tokenizer_config.json");
+        if (File.Exists(configPath) && JsonNode.Parse(File.ReadAllText(configPath)) is JsonObject config)
+        {
+            var named = config["pad_token"] switch
+            {
+                JsonValue v when v.TryGetValue<string>(out var text) => text,
+                JsonObject o => (string?)o["content"],
+                _ => null,
+            };
+            if (named is not null && IdOf(named) is { } fromConfig) return fromConfig;
+        }
+        if (root["padding"] is JsonObject padding && padding["pad_id"] is JsonValue padId && padId.TryGetValue<int>(out var id)) return id;
+        if (root["added_tokens"] is JsonArray added)
+            foreach (var t in added.OfType<JsonObject>())
+            {
+                bool special = t["special"] is JsonValue sv && sv.TryGetValue<bool>(out var b) && b;
+                var letters = new string(((string?)t["content"] ?? "").Where(char.IsLetter).ToArray());
+                if (special && letters.Equals("pad", StringComparison.OrdinalIgnoreCase)) return t["id"]!.GetValue<int>();
+            }
+        return null;
     }
 
     /// <summary>Encodes text to token ids.</summary>

@@ -75,5 +75,6 @@ public static class ResultCharts
     }
 
     private static string TargetText(AttributionResult r) =>
-        r.Target.TokenId is { } t ? $"{r.Target.Kind} of token {t}{(r.TargetText is { } s ? $" “{s}”" : "")} at position {r.Target.Position}" : $"{r.Target.Name} at position {r.Target.Position}";
+        r.Target.ContrastTokenId is { } t2 ? $"logit of token {r.Target.TokenId} minus logit of token {t2} at position {r.Target.Position}"
+        : r.Target.TokenId is { } t ? $"{r.Target.Kind} of token {t}{(r.TargetText is { } s ? $" “{s}”" : "")} at position {r.Target.Position}" : $"{r.Target.Name} at position {r.Target.Position}";
 }
