@@ -236,6 +236,9 @@ public sealed class Checkpoint : IDisposable
                 name = info.Name;
                 var m = Regex.Match(name, @"^layers\.(\d+)\.");
                 if (m.Success) layer = int.Parse(m.Groups[1].Value);
+                // DeepSeek-V4's official names keep the MTP layers apart: mtp.{i}.* (not run by the kit).
+                var mtp = Regex.Match(name, @"^mtp\.(\d+)\.");
+                if (mtp.Success && int.Parse(mtp.Groups[1].Value) < mtpLayers) continue;
             }
             if (layer >= config.NumHiddenLayers && layer < config.NumHiddenLayers + mtpLayers) continue; // multi-token-prediction module: not used for inference
             if (name is null) { unexpected.Add(info.Name); continue; }
