@@ -224,12 +224,36 @@ public sealed class Checkpoint : IDisposable
         int mtpLayers = config.NumNextnPredictLayers;
         // 1. Map every stored tensor to a model parameter name (or an FP8 scale) before allocating anything big.
         var sources = new Dictionary<string, (SafetensorsFile File, SafetensorsTensorInfo Info)>();
+        // transformers' packed experts (DeepSeek-V4): one stored tensor holds many parameters, each a contiguous slice.
+        var slices = new Dictionary<string, (long ElementOffset, long[] Shape)>();
         var unexpected = new List<string>();
         foreach (var file in files)
         foreach (var info in file.Tensors)
         {
             string? name;
             int layer = -1;
+            if (layout == CheckpointLayout.HuggingFace && WeightNames.PackedExperts.Match(info.Name) is { Success: true } packed)
+            {
+                layer = int.Parse(packed.Groups[1].Value);
+                if (layer >= config.NumHiddenLayers && layer < config.NumHiddenLayers + mtpLayers) continue;
+                if (info.Rank != 3 || (packed.Groups[2].Value == "gate_up_proj" && info.Shape[1] % 2 != 0))
+                    throw new CheckpointException($"packed expert tensor {info.Name} has shape [{string.Join(", ", info.Shape)}]; expected [experts, 2·moe_intermediate_size, hidden_size] (gate_up_proj) or [experts, hidden_size, moe_intermediate_size] (down_proj)");
+                long experts = info.Shape[0], rows = info.Shape[1], cols = info.Shape[2];
+                for (long e = 0; e < experts; e++)
+                {
+                    var parts = packed.Groups[2].Value == "gate_up_proj"
+                        ? new[] { ("w1", e * rows * cols, new[] { rows / 2, cols }), ("w3", e * rows * cols + rows / 2 * cols, new[] { rows / 2, cols }) }
+                        : new[] { ("w2", e * rows * cols, new[] { rows, cols }) };
+                    foreach (var (w, offset, shape) in parts)
+                    {
+                        var pname = $"layers.{layer}.ffn.experts.{e}.{w}.weight";
+                        if (!sources.TryAdd(pname, (file, info)))
+                            throw new CheckpointException($"expert weight {pname} is stored twice ({info.Name} and {sources[pname].Info.Name})");
+                        slices[pname] = (offset, shape);
+                    }
+                }
+                continue;
+            }
             if (layout == CheckpointLayout.HuggingFace) name = WeightNames.FromHuggingFace(info.Name, out layer);
             else
             {
@@ -261,6 +285,13 @@ public sealed class Checkpoint : IDisposable
             foreach (var (name, p) in parameters)
             {
                 var info = sources[name].Info;
+                if (slices.TryGetValue(name, out var slice))
+                {
+                    if (!slice.Shape.SequenceEqual(p.shape))
+                        throw new CheckpointException(
+                            $"packed expert tensor {info.Name} holds [{string.Join(", ", slice.Shape)}] per expert but this configuration needs [{string.Join(", ", p.shape)}] for {name}");
+                    continue;
+                }
                 if (!info.Shape.SequenceEqual(p.shape))
                     throw new CheckpointException(
                         $"tensor {info.Name} has shape [{string.Join(", ", info.Shape)}] but this configuration needs [{string.Join(", ", p.shape)}]");
@@ -283,7 +314,7 @@ public sealed class Checkpoint : IDisposable
                     }
                     else
                     {
-                        ReadInto(p, file, info);
+                        ReadInto(p, file, info, slices.TryGetValue(name, out var slice) ? slice.ElementOffset : 0);
                     }
                     using (var finite = p.isfinite().all())
                         if (!finite.item<bool>())
@@ -313,7 +344,7 @@ public sealed class Checkpoint : IDisposable
     }
 
     /// <summary>Streams a stored tensor into a float32 parameter: F32 bytes go straight to native memory; other dtypes convert chunk by chunk.</summary>
-    private static void ReadInto(Tensor destination, SafetensorsFile file, SafetensorsTensorInfo info)
+    private static void ReadInto(Tensor destination, SafetensorsFile file, SafetensorsTensorInfo info, long elementOffset = 0)
     {
         long rows = destination.dim() == 0 ? 1 : destination.shape[0];
         long rowElements = rows == 0 ? 0 : destination.numel() / rows;
@@ -325,7 +356,7 @@ public sealed class Checkpoint : IDisposable
             long count = Math.Min(maxRows, rows - r);
             using var chunk = flat.narrow(0, r, count);
             var target = MemoryMarshal.Cast<byte, float>(chunk.bytes);
-            long byteOffset = r * rowElements * elementSize;
+            long byteOffset = (elementOffset + r * rowElements) * elementSize;
             if (info.DType == SafetensorsDType.F32)
             {
                 file.ReadBytes(info, byteOffset, MemoryMarshal.AsBytes(target));

@@ -96,6 +96,8 @@ public class V4FidelityTests(Xunit.Abstractions.ITestOutputHelper output)
     {
         { CheckpointLayout.Official, "public.outputs.safetensors" },
         { CheckpointLayout.Official, "public.long.outputs.safetensors" },
+        { CheckpointLayout.HuggingFace, "public.outputs.safetensors" },
+        { CheckpointLayout.HuggingFace, "public.long.outputs.safetensors" },
     };
 
     [Theory]
@@ -113,5 +115,89 @@ public class V4FidelityTests(Xunit.Abstractions.ITestOutputHelper output)
         using var file = SafetensorsFile.Open(Path.Combine(V4Dir, outputs));
         var expectedNames = file.Tensors.Select(t => t.Name).Where(n => n != "input_ids" && !n.StartsWith("grad.", StringComparison.Ordinal)).Order().ToList();
         Assert.Equal(expectedNames, compared.Order().ToList());
+    }
+
+    [Theory]
+    [InlineData(CheckpointLayout.Official)]
+    [InlineData(CheckpointLayout.HuggingFace)]
+    public void BothLayouts_LoadTheSameWeights(CheckpointLayout layout)
+    {
+        using var official = Load(CheckpointLayout.Official);
+        using var other = Load(layout);
+        var a = official.Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var b = other.Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        Assert.Equal(a.Keys.Order(), b.Keys.Order());
+        foreach (var (name, p) in a)
+            Assert.True((p != b[name]).sum().item<long>() == 0, $"{name} differs between the layouts");
+        // tid2eid (official I32, Hugging Face I64) holds expert ids; packed experts were split into w1/w3/w2.
+        Assert.Contains("layers.0.ffn.gate.tid2eid", a.Keys);
+        Assert.DoesNotContain("layers.1.ffn.gate.tid2eid", a.Keys);
+        Assert.Contains("layers.1.ffn.gate.bias", a.Keys);
+    }
+
+    [Fact]
+    public void EmbeddingGradient_QatOff_MatchesOfficialV4Code()
+    {
+        const string outputs = "public.outputs.safetensors";
+        using var ckpt = Load(CheckpointLayout.Official);
+        var model = ckpt.Model;
+        model.Quantisation = QuantisationSimulation.Off;
+        using var scope = NewDisposeScope();
+        var ids = V4KernelTests.Read(outputs, "input_ids");
+        var emb = model.Embed(ids).detach().requires_grad_(true);
+        var logits = model.ForwardFromEmbeddings(emb, null, ids);
+        long target = logits[0, -1].argmax().item<long>();
+        Assert.Equal(V4KernelTests.Read(outputs, "grad.target").item<long>(), target);
+        var value = logits[0, -1, target];
+        Assert.True(Math.Abs(value.item<float>() - V4KernelTests.Read(outputs, "grad.value").item<float>()) <= 1e-5);
+        value.backward();
+        var g = emb.grad!;
+        double d = MaxAbs(g, V4KernelTests.Read(outputs, "grad.embeddings"));
+        output.WriteLine($"grad.embeddings: max |Δ| {d:G3}");
+        Assert.True(d <= 1e-5, $"gradient max |Δ| {d}");
+        Assert.Equal(0f, g[1].abs().max().item<float>());   // sequence 1 does not reach logits[0]
+        // Hash routing needs the token ids: without them the forward refuses, naming the reason.
+        var e = Assert.Throws<ArgumentException>(() => model.ForwardFromEmbeddings(emb));
+        Assert.Contains("hash routing", e.Message);
+    }
+
+    [Fact]
+    public void LongSequence_QatOn_MatchesOfficialV4Code_AtTheReadmeTolerances()
+    {
+        // 64 tokens with the FP8/FP4 rounding on: every internal at the QAT-off tolerances, indexer picks and experts exact.
+        const string outputs = "public.long.qat.outputs.safetensors";
+        using var ckpt = Load(CheckpointLayout.Official);
+        var model = ckpt.Model;   // Quantisation Official: the default, as the official code
+        using var scope = NewDisposeScope();
+        using var trace = model.RunWithCache(V4KernelTests.Read(outputs, "input_ids"), new TraceOptions { Names = NamesFilter.All });
+        var compared = CompareAll(trace, model.Config, outputs, Tolerance, output);
+        Assert.Contains("layer.1.indexer.topk", compared);
+    }
+
+    [Fact]
+    public void Batch_QatOn_MatchesOfficialV4Code_UpToOneFp8MidpointRounding()
+    {
+        // The README's warning: a value within a few ulps of an e4m3 midpoint may round the other way after ulp-level
+        // upstream differences. Here exactly one does, in layer 2's window KV (batch 1, token 6, channel 49): one FP8
+        // step (2^-6 at that scale). Before it (layers 0-1, with the FP4 indexer) everything matches at the QAT-off
+        // tolerances; after it the floats are compared loosely, every index (window/compressed slots, indexer picks,
+        // experts) still exactly.
+        const string outputs = "public.qat.outputs.safetensors";
+        using var ckpt = Load(CheckpointLayout.Official);
+        var model = ckpt.Model;
+        using var scope = NewDisposeScope();
+        using var trace = model.RunWithCache(V4KernelTests.Read(outputs, "input_ids"), new TraceOptions { Names = NamesFilter.All });
+        static bool Downstream(string r) => !(r.StartsWith("layer.0.", StringComparison.Ordinal) || r.StartsWith("layer.1.", StringComparison.Ordinal));
+        CompareAll(trace, model.Config, outputs, r => Tolerance(r) is null ? null
+            : r == "logits" ? 5e-3                                   // the README's effect of such flips on the logits
+            : Downstream(r) && (r.EndsWith("attn.kv", StringComparison.Ordinal) || r.EndsWith("compressed_kv", StringComparison.Ordinal))
+                ? 1.0 / 16 + 1e-6                                     // rounded rows: later flips move an entry by one FP8 step (≤ 2^-4 here)
+            : Downstream(r) ? 1e-2 : Tolerance(r), output);
+        var kv = trace[HookPoints.AttnKv(2)];
+        var diff = (kv - V4KernelTests.Read(outputs, "layer.2.attn.kv")).abs();
+        var flipped = diff.gt(1e-5).nonzero();
+        Assert.Equal(1, flipped.shape[0]);
+        Assert.Equal(new long[] { 1, 6, 49 }, flipped[0].data<long>().ToArray());
+        Assert.Equal(MathF.Pow(2, -6), diff[1, 6, 49].item<float>());
     }
 }
