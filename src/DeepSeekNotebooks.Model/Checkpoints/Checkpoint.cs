@@ -292,6 +292,7 @@ public sealed class Checkpoint : IDisposable
                             $"packed expert tensor {info.Name} holds [{string.Join(", ", slice.Shape)}] per expert but this configuration needs [{string.Join(", ", p.shape)}] for {name}");
                     continue;
                 }
+                if (IsPackedFp4(info, p)) continue;   // checked with its scale when read
                 if (!info.Shape.SequenceEqual(p.shape))
                     throw new CheckpointException(
                         $"tensor {info.Name} has shape [{string.Join(", ", info.Shape)}] but this configuration needs [{string.Join(", ", p.shape)}]");
@@ -304,7 +305,14 @@ public sealed class Checkpoint : IDisposable
                 foreach (var (name, p) in parameters)
                 {
                     var (file, info) = sources[name];
-                    if (info.DType is SafetensorsDType.F8_E4M3 or SafetensorsDType.F8_E5M2)
+                    if (IsPackedFp4(info, p))
+                    {
+                        var scaleName = name[..^".weight".Length] + ".scale";
+                        if (!sources.TryGetValue(scaleName, out var scale))
+                            throw new CheckpointException($"packed FP4 tensor {info.Name} (int8, two e2m1 values per byte) has no scale ({DisplayName(scaleName, layout)}, one ue8m0 per 32 inputs)");
+                        DequantizeFp4(p, file, info, scale.File, scale.Info);
+                    }
+                    else if (info.DType is SafetensorsDType.F8_E4M3 or SafetensorsDType.F8_E5M2)
                     {
                         var scaleName = name[..^".weight".Length] + ".scale";
                         if (!sources.TryGetValue(scaleName, out var scale))
@@ -371,6 +379,36 @@ public sealed class Checkpoint : IDisposable
             }
             finally { ArrayPool<byte>.Shared.Return(raw); }
         }
+    }
+
+    /// <summary>DeepSeek-V4's FP4 expert weights: int8 [out, in/2], two e2m1 codes per byte (low nibble first).</summary>
+    private static bool IsPackedFp4(SafetensorsTensorInfo info, Tensor p) =>
+        info.DType == SafetensorsDType.I8 && info.Rank == 2 && p.dim() == 2 && info.Shape[0] == p.shape[0] && info.Shape[1] * 2 == p.shape[1];
+
+    /// <summary>
+    /// weight[o, i] = FP4_TABLE[nibble i of row o] · scale[o, i / 32] (DeepSeek-V4 <c>inference/convert.py</c>: the low
+    /// nibble of byte j is input 2j, the high nibble input 2j + 1; scales are ue8m0, one per 32 inputs).
+    /// </summary>
+    private static void DequantizeFp4(Tensor weight, SafetensorsFile file, SafetensorsTensorInfo info, SafetensorsFile scaleFile, SafetensorsTensorInfo scaleInfo)
+    {
+        const int Block = 32;
+        long rows = weight.shape[0], cols = weight.shape[1];
+        if (cols % Block != 0 || !scaleInfo.Shape.SequenceEqual(new[] { rows, cols / Block }))
+            throw new CheckpointException($"FP4 scale {scaleInfo.Name} has shape [{string.Join(", ", scaleInfo.Shape)}] but a [{rows}, {cols}] FP4 weight needs [{rows}, {cols / Block}] (one scale per {Block} inputs)");
+        using var scope = NewDisposeScope();
+        var scale = empty(rows, cols / Block, dtype: float32);
+        ReadInto(scale, scaleFile, scaleInfo);
+        var packed = new byte[rows * cols / 2];
+        file.ReadBytes(info, 0, packed);
+        var values = new float[rows * cols];
+        var table = Fp8.E2M1Table;
+        for (long j = 0; j < packed.Length; j++)
+        {
+            values[2 * j] = table[packed[j] & 0xF];
+            values[2 * j + 1] = table[packed[j] >> 4];
+        }
+        var w = tensor(values, rows, cols) * scale.repeat_interleave(Block, 1);
+        weight.copy_(w);
     }
 
     /// <summary>weight ← weight · scale_inv expanded over 128×128 blocks (DeepSeek's <c>weight_dequant</c>).</summary>
