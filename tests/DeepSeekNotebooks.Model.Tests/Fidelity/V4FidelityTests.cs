@@ -136,6 +136,52 @@ public class V4FidelityTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     [Fact]
+    public void ShippedConfigJsonForm_WithHuggingFaceWeights_GivesTheSameLogits()
+    {
+        // The same model described by the config.json form shipped with checkpoints (compress_ratios, num_hash_layers,
+        // rope_theta/compress_rope_theta) instead of transformers' layer_types/compress_rates/rope_parameters.
+        using var dir = new FixtureCheckpoint(CheckpointLayout.HuggingFace);
+        var shipped = DeepSeekConfig.FromJson(File.ReadAllText(Path.Combine(V4Dir, "public.hf_config.json"))).ToJson();
+        Assert.Contains("\"compress_ratios\"", shipped);
+        Assert.DoesNotContain("layer_types", shipped);
+        File.WriteAllText(Path.Combine(dir.Directory, "config.json"), shipped);
+        using var ckpt = Checkpoint.Load(dir.Directory);
+        ckpt.Model.Quantisation = QuantisationSimulation.Off;
+        using var scope = NewDisposeScope();
+        var logits = ckpt.Model.forward(V4KernelTests.Read("public.outputs.safetensors", "input_ids"));
+        Assert.True(MaxAbs(logits, V4KernelTests.Read("public.outputs.safetensors", "logits")) <= 1e-5);
+    }
+
+    [Fact]
+    public void OfficialLayout_SkipsDeclaredMtpLayers_AndRejectsUndeclaredOnes()
+    {
+        using var dir = new FixtureCheckpoint(CheckpointLayout.Official);
+        var weights = Path.Combine(dir.Directory, "model0-mp1.safetensors");
+        var writer = new SafetensorsWriter();
+        using (var src = SafetensorsFile.Open(weights))
+            foreach (var t in src.Tensors)
+            {
+                var raw = new byte[t.ByteLength];
+                src.ReadBytes(t.Name, raw);
+                writer.Add(t.Name, t.DType, t.ToShapeArray(), raw);
+            }
+        writer.AddFloat32("mtp.0.e_proj.weight", new long[] { 64, 64 }, new float[64 * 64]);
+        writer.AddFloat32("mtp.0.attn.wq_a.weight", new long[] { 32, 64 }, new float[32 * 64]);
+        File.Delete(weights);
+        writer.WriteTo(weights);
+        var argsPath = Path.Combine(dir.Directory, "config_public_v4.json");
+        var args = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(argsPath))!.AsObject();
+        var e = Assert.Throws<CheckpointException>(() => Checkpoint.Load(dir.Directory));   // n_mtp_layers 0: the MTP tensors are unexpected
+        Assert.Contains("mtp.0.e_proj.weight", e.Message);
+        args["n_mtp_layers"] = 1;
+        args["compress_ratios"] = new System.Text.Json.Nodes.JsonArray(0, 4, 8, 0, 0);
+        File.WriteAllText(argsPath, args.ToJsonString());
+        using var ckpt = Checkpoint.Load(dir.Directory);
+        Assert.Equal(1, ckpt.Config.NumNextnPredictLayers);
+        Assert.DoesNotContain(ckpt.Model.named_parameters(), p => p.name.StartsWith("mtp.", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void EmbeddingGradient_QatOff_MatchesOfficialV4Code()
     {
         const string outputs = "public.outputs.safetensors";
