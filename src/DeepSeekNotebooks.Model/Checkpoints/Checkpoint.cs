@@ -445,7 +445,7 @@ public sealed class Checkpoint : IDisposable
             {
                 var t = p.detach().to(float32).contiguous();
                 tensors.Add(t);
-                var fileName = layout == CheckpointLayout.HuggingFace ? WeightNames.ToHuggingFace(name) : name;
+                var fileName = layout == CheckpointLayout.HuggingFace ? WeightNames.ToHuggingFace(name, model.Config.CompressedAttention is not null || model.Config.HyperConnections is not null) : name;
                 writer.Add(fileName, SafetensorsDType.F32, t.shape, t.numel() * 4, stream =>
                 {
                     long rows = t.dim() == 0 ? 1 : t.shape[0];

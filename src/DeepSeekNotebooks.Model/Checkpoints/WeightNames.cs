@@ -92,7 +92,8 @@ internal static class WeightNames
     private static string Suffix(string s) => s == "weight_scale_inv" ? "scale" : s;
 
     /// <summary>Hugging Face name for one of the model's parameter names (inverse of <see cref="FromHuggingFace"/>).</summary>
-    internal static string ToHuggingFace(string official)
+    /// <remarks><paramref name="v4"/>: the DeepSeek-V4 model's names (its <c>attn.q_norm</c>/<c>attn.kv_norm</c> are transformers' <c>q_a_norm</c>/<c>kv_norm</c>, not V3's <c>*_layernorm</c>).</remarks>
+    internal static string ToHuggingFace(string official, bool v4 = false)
     {
         switch (official)
         {
@@ -113,7 +114,7 @@ internal static class WeightNames
             return $"model.layers.{m.Groups[1].Value}.mlp.experts.{e.Groups[1].Value}.{p}.{e.Groups[3].Value}";
         }
         // Longest official prefix first so "ffn.shared_experts.w1" wins over "ffn.w1".
-        foreach (var (hf, off) in V4Parts.Concat(Parts).OrderByDescending(p => p.Official.Length))
+        foreach (var (hf, off) in (v4 ? V4Parts.Concat(Parts) : Parts).OrderByDescending(p => p.Official.Length))
         {
             if (rest == off) return $"model.layers.{m.Groups[1].Value}.{hf}";
             if (rest.StartsWith(off + ".", StringComparison.Ordinal))

@@ -166,4 +166,16 @@ public class V4ConfigTests
         Assert.Equal("compress_ratios", e.Field);
         Assert.Contains("num_nextn_predict_layers", e.Message);
     }
+
+    [Fact]
+    public void ArchitectureCost_CountsTheRealV4Flash_AsPublished()
+    {
+        // DeepSeek-V4-Flash: 284B parameters, 13B activated per token (the model card; MTP not included). Measured here:
+        // 284,334,567,511 total, 13,272,428,631 active, MTP 6,610,048,891 apart.
+        var cost = ArchitectureCost.FromConfig(DeepSeekConfig.FromJson(FlashHf));
+        Assert.InRange(cost.TotalParameters, 283.5e9, 284.5e9);
+        Assert.InRange(cost.ActiveParametersPerToken, 12.5e9, 13.5e9);
+        Assert.InRange(cost.MtpParameters, 1e9, 10e9);
+        Assert.Equal(new[] { "sliding_window", "sliding_window", "compressed_sparse", "heavily_compressed" }, cost.Layers.Take(4).Select(l => l.Attention));
+    }
 }

@@ -152,6 +152,28 @@ public class V4FidelityTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.True(MaxAbs(logits, V4KernelTests.Read("public.outputs.safetensors", "logits")) <= 1e-5);
     }
 
+    [Theory]
+    [InlineData(CheckpointLayout.HuggingFace)]
+    [InlineData(CheckpointLayout.Official)]
+    public void SaveThenLoad_GivesIdenticalLogits(CheckpointLayout layout)
+    {
+        using var ckpt = Load(CheckpointLayout.Official);
+        var dir = Path.Combine(Path.GetTempPath(), $"v4-save-{Guid.NewGuid():N}");
+        try
+        {
+            Checkpoint.Save(ckpt.Model, dir, layout);
+            using var back = Checkpoint.Load(dir);
+            using var scope = NewDisposeScope();
+            var ids = V4KernelTests.Read("public.outputs.safetensors", "input_ids");
+            Assert.Equal(0, (ckpt.Model.forward(ids) != back.Model.forward(ids)).sum().item<long>());
+            // A float checkpoint's config.json has no quantization_config, so it cannot carry scale_fmt (V4's QAT
+            // rounding uses ue8m0 scales whatever it says, as the official kernels for V4's shipped config).
+            Assert.Equal(ckpt.Config with { ExtraFields = null, TorchDtype = null, ScaleFmt = ScaleFormat.Ue8m0 },
+                         back.Config with { ExtraFields = null, TorchDtype = null, ScaleFmt = ScaleFormat.Ue8m0 });
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
     [Fact]
     public void OfficialLayout_SkipsDeclaredMtpLayers_AndRejectsUndeclaredOnes()
     {
