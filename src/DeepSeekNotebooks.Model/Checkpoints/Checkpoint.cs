@@ -327,6 +327,10 @@ public sealed class Checkpoint : IDisposable
                     using (var finite = p.isfinite().all())
                         if (!finite.item<bool>())
                             throw new CheckpointException($"tensor {info.Name} contains NaN or infinite values");
+                    if (name.EndsWith(".gate.tid2eid", StringComparison.Ordinal))
+                        using (var bad = p.ne(p.round()).logical_or(p.lt(0)).logical_or(p.ge(config.NRoutedExperts)).any())
+                            if (bad.item<bool>())
+                                throw new CheckpointException($"hash table {info.Name} holds a value that is not an expert id in [0, {config.NRoutedExperts - 1}] (n_routed_experts {config.NRoutedExperts})");
                     options.Progress?.Report((++done, parameters.Count));
                 }
             }

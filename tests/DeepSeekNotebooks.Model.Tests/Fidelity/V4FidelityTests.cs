@@ -174,6 +174,35 @@ public class V4FidelityTests(Xunit.Abstractions.ITestOutputHelper output)
         finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
     }
 
+    [Theory]
+    [InlineData("tid2eid", "is not an expert id in [0, 7]")]
+    [InlineData("gate_up_proj", "per expert but this configuration needs [16, 64]")]
+    public void BadV4Tensors_FailNamingTheTensor(string which, string message)
+    {
+        using var dir = new FixtureCheckpoint(CheckpointLayout.HuggingFace);
+        var weights = Path.Combine(dir.Directory, "model.safetensors");
+        var writer = new SafetensorsWriter();
+        using (var src = SafetensorsFile.Open(weights))
+            foreach (var t in src.Tensors)
+            {
+                var raw = new byte[t.ByteLength];
+                src.ReadBytes(t.Name, raw);
+                if (which == "tid2eid" && t.Name == "model.layers.0.mlp.gate.tid2eid")
+                    BitConverter.GetBytes(8L).CopyTo(raw, 8 * 5);            // expert 8 of 0..7
+                if (which == "gate_up_proj" && t.Name == "model.layers.1.mlp.experts.gate_up_proj")
+                {
+                    writer.Add(t.Name, t.DType, new long[] { 8, 16, 128 }, raw);   // [E, 2I, D] read as [E, I, 2D]
+                    continue;
+                }
+                writer.Add(t.Name, t.DType, t.ToShapeArray(), raw);
+            }
+        File.Delete(weights);
+        writer.WriteTo(weights);
+        var e = Assert.Throws<CheckpointException>(() => Checkpoint.Load(dir.Directory));
+        Assert.Contains(which == "tid2eid" ? "model.layers.0.mlp.gate.tid2eid" : "model.layers.1.mlp.experts.gate_up_proj", e.Message);
+        Assert.Contains(message, e.Message);
+    }
+
     [Fact]
     public void OfficialLayout_SkipsDeclaredMtpLayers_AndRejectsUndeclaredOnes()
     {
