@@ -334,7 +334,8 @@ public sealed class ArchitectureCost
         return total;
     }
 
-    private static readonly Regex ProjectionWeight = new(@"\.(wq|wq_a|wq_b|wkv_a|wkv_b|wo|w1|w2|w3)\.weight$", RegexOptions.Compiled);
+    private static readonly Regex RoutedExpertWeight = new(@"\.ffn\.experts\.\d+\.(w1|w2|w3)\.weight$", RegexOptions.Compiled);
+    private static readonly Regex ProjectionWeight = new(@"\.(wq|wq_a|wq_b|wkv_a|wkv_b|wkv|wo|wo_a|wo_b|w1|w2|w3)\.weight$", RegexOptions.Compiled);
 
     /// <summary>Whether an official parameter name is a projection weight, the tensors an FP8 checkpoint stores in FP8 with block scales.</summary>
     internal static bool IsProjectionWeight(string officialName) => ProjectionWeight.IsMatch(officialName);
@@ -353,13 +354,24 @@ public sealed class ArchitectureCost
         foreach (var (name, shape, _) in shapes)
         {
             long n = Elements(shape);
+            bool v4 = c.CompressedAttention is not null;
             if (name.EndsWith(".gate.bias", StringComparison.Ordinal)) Add("f32", 4 * n);
+            else if (v4 && c.ExpertDtype == "fp4" && RoutedExpertWeight.IsMatch(name))
+            {
+                // DeepSeek-V4: packed FP4 e2m1 pairs (int8) with one ue8m0 scale per 32 inputs.
+                Add("fp4", n / 2);
+                Add("e8m0", n / 32);
+            }
             else if (c.Quantization is { } q && ProjectionWeight.IsMatch(name))
             {
                 Add("fp8", n);
                 long blocks = CeilDiv(shape[0], q.WeightBlockRows) * CeilDiv(shape[1], q.WeightBlockColumns);
-                Add("f32", 4 * blocks);
+                if (v4 && c.ScaleFmt == ScaleFormat.Ue8m0) Add("e8m0", blocks);   // V4 ships its block scales as float8_e8m0fnu
+                else Add("f32", 4 * blocks);
             }
+            else if (v4 && (name.Contains("hc_", StringComparison.Ordinal) || name.EndsWith("attn_sink", StringComparison.Ordinal)
+                            || name.EndsWith(".ape", StringComparison.Ordinal) || name.EndsWith("tid2eid", StringComparison.Ordinal)))
+                Add(name.EndsWith("tid2eid", StringComparison.Ordinal) ? "i32" : "f32", 4 * n);   // float32 in the official code
             else Add(plainKey, plainSize * n);
         }
         return bytes;

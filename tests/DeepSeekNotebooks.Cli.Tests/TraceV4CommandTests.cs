@@ -68,6 +68,18 @@ public class TraceV4CommandTests : IDisposable
     }
 
     [Fact]
+    public void Inspect_V4Checkpoint_CountsItsParameters_AndLayerKinds()
+    {
+        var w = new StringWriter();
+        Assert.Equal(0, CliSupport.Run(() => InspectCommand.Run(Checkpoint(), null, true, w)));
+        var o = System.Text.Json.Nodes.JsonNode.Parse(w.ToString())!;
+        // golden.json's n_params for the official model: 366,869.
+        Assert.Equal(366869L, (long)o["total_parameters"]!);
+        Assert.Equal(new[] { "sliding_window", "compressed_sparse", "heavily_compressed", "sliding_window" },
+            o["layers"]!.AsArray().Select(l => (string)l!["attention"]!));
+    }
+
+    [Fact]
     public void Trace_BadQuantisation_IsAUsageError()
     {
         var output = Path.Combine(_tmp, "bad.safetensors");

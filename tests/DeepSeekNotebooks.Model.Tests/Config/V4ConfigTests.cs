@@ -177,5 +177,10 @@ public class V4ConfigTests
         Assert.InRange(cost.ActiveParametersPerToken, 12.5e9, 13.5e9);
         Assert.InRange(cost.MtpParameters, 1e9, 10e9);
         Assert.Equal(new[] { "sliding_window", "sliding_window", "compressed_sparse", "heavily_compressed" }, cost.Layers.Take(4).Select(l => l.Attention));
+        // Bytes: FP4 experts + ue8m0 scales, FP8 projections. The published checkpoint holds 159,609,485,896 bytes
+        // including its MTP layer (6.6B parameters, ~3.5 GB as FP4 experts); the main model must be just below that.
+        long bytes = cost.BytesByDType.Values.Sum();
+        Assert.InRange(bytes, 0.96 * 159_609_485_896, 0.99 * 159_609_485_896);
+        Assert.True(cost.BytesByDType["fp4"] > 0.85 * bytes);
     }
 }
