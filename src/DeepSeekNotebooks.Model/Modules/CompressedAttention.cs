@@ -122,9 +122,14 @@ public sealed class CompressedAttention : nn.Module<Tensor, Tensor>
         var (o, probs, sinkShare) = V4Kernels.SparseAttention(q, keys, attn_sink, slots, Math.Pow(d, -0.5));
         if (ctx is not null)
         {
-            probs = ctx.Point(HookPoints.AttnSlotProbs(_layer), probs);
+            // A hook that replaces the slot probabilities or the dense pattern changes the output: o is recomputed from
+            // the replacement (values = the key rows), as a replaced attn.pattern does in MLA.
+            var hooked = ctx.Point(HookPoints.AttnSlotProbs(_layer), probs);
+            if (!ReferenceEquals(hooked, probs)) o = ApplySlots(hooked, keys, slots);
             ctx.Point(HookPoints.AttnSinkShare(_layer), sinkShare);
-            ctx.Point(HookPoints.AttnPattern(_layer), DenseProbabilities(probs, slots, keys.shape[1]));
+            var dense = DenseProbabilities(hooked, slots, keys.shape[1]);
+            var hookedDense = ctx.Point(HookPoints.AttnPattern(_layer), dense);
+            if (!ReferenceEquals(hookedDense, dense)) o = hookedDense.matmul(keys.unsqueeze(1)).transpose(1, 2);   // [b, s, h, d]
         }
         o = RopeLast(o, cos, sin, inverse: true);
         var grouped = o.reshape(b, s, _groups, h / _groups * d);
@@ -165,6 +170,17 @@ public sealed class CompressedAttention : nn.Module<Tensor, Tensor>
         var e = arange(s / m, dtype: int64, device: device).unsqueeze(0).expand(s, -1);
         var visible = CompressedIndexer.VisibleEntries(s, s / m, m, device);
         return (e + s).masked_fill(visible.logical_not(), -1);
+    }
+
+    /// <summary>o [b, s, h, d] = Σ_j probs[b, h, s, j] · keys[b, slot j] (empty slots contribute nothing).</summary>
+    internal static Tensor ApplySlots(Tensor probs, Tensor keys, Tensor slots)
+    {
+        using var scope = NewDisposeScope();
+        long b = slots.shape[0], s = slots.shape[1], k = slots.shape[2], d = keys.shape[2];
+        var safe = slots.clamp_min(0);
+        var gathered = keys.unsqueeze(1).expand(b, s, keys.shape[1], d).gather(2, safe.unsqueeze(-1).expand(b, s, k, d));   // [b, s, k, d]
+        var p = probs.permute(0, 2, 1, 3).masked_fill(slots.lt(0).unsqueeze(2), 0);                                          // [b, s, h, k]
+        return p.matmul(gathered).MoveToOuterDisposeScope();
     }
 
     /// <summary>Slot probabilities [b, h, s, k] scattered onto the key axis [b, h, s, n] (empty slots dropped).</summary>

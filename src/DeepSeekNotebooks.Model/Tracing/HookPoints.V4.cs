@@ -3,7 +3,13 @@ namespace DeepSeekNotebooks.Model.Tracing;
 /// <summary>
 /// DeepSeek-V4's hook points (hyper-connection streams, window / compressed / sparse attention with sinks, hash routing),
 /// part of the one registry. With hyper-connections the residual points <c>resid_pre</c>, <c>resid_mid</c> and
-/// <c>resid_post</c> hold all streams [batch, seq, hc_mult, dim].
+/// <c>resid_post</c> hold all streams [batch, seq, hc_mult, dim]. In V4 blocks <c>attn.pattern</c> is the slot
+/// probabilities scattered onto the key axis of <see cref="AttnKv"/> [batch, heads, seq, seq + C] (raw tokens, then
+/// compressed entries; the sink's share is not on it: rows sum to 1 − <see cref="AttnSinkShare"/>),
+/// <c>attn.indexer.scores</c> is [batch, seq, C] over compressed entries and <c>attn.indexer.topk</c> holds entry
+/// numbers [batch, seq, k] (int64, −1 = none) — unlike V3.2, whose indexer points are over raw keys (topk a bool mask).
+/// Replacing <c>attn.probs</c> or <c>attn.pattern</c> recomputes the attention output from the replacement (the key rows
+/// are the values); <c>attn.sink_share</c> is observation only (the sink has no value: its share is what the tokens lack).
 /// </summary>
 public static partial class HookPoints
 {

@@ -94,6 +94,15 @@ public class V4HookTests
         using var steered = model.RunWithCache(ids, new TraceOptions { Hooks = slotsHook, Names = HookPoints.AttnSlotProbs(1) });
         Assert.Equal(0f, steered[HookPoints.AttnSlotProbs(1)].narrow(-1, 8, 2).abs().max().item<float>());
         Assert.True((model.RunWithHooks(ids, slotsHook) - plain).abs().max().item<float>() > 1e-6);
+        // Replacing the dense pattern by itself changes nothing (the output is recomputed from it, to float rounding);
+        // moving block 3's mass onto the first token changes the logits.
+        var same = new Dictionary<string, HookFunction> { [HookPoints.AttnPattern(3)] = (v, _) => v.clone() };
+        Assert.True((model.RunWithHooks(ids, same) - plain).abs().max().item<float>() < 1e-5);
+        var first = new Dictionary<string, HookFunction>
+        {
+            [HookPoints.AttnPattern(3)] = (v, _) => zeros_like(v).index_fill(-1, tensor(new long[] { 0 }), 1.0),
+        };
+        Assert.True((model.RunWithHooks(ids, first) - plain).abs().max().item<float>() > 1e-4);
         // …and making every stream mix the identity at every site is a different model again.
         var identity = new Dictionary<string, HookFunction>();
         for (int l = 0; l < 4; l++)
