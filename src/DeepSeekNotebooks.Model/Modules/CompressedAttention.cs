@@ -70,6 +70,20 @@ public sealed class CompressedAttention : nn.Module<Tensor, Tensor>
     /// <summary>The learnable sink logit per head [heads].</summary>
     public Parameter Sink => attn_sink;
 
+    /// <summary>
+    /// The tokens compressed entry <paramref name="entry"/> pools at compress ratio <paramref name="ratio"/>, inclusive:
+    /// e·m … e·m+m−1, and at ratio 4 (CSA, overlapping windows) also the window before, from max(0, (e−1)·m). The entry
+    /// becomes visible to queries from e·m+m−1 on. For mapping attention on compressed entries back to tokens.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">ratio &lt; 2 or entry &lt; 0.</exception>
+    public static (int First, int Last) EntryTokens(int ratio, int entry)
+    {
+        if (ratio < 2) throw new ArgumentOutOfRangeException(nameof(ratio), ratio, "a compress ratio is at least 2 (0 means the layer compresses nothing)");
+        if (entry < 0) throw new ArgumentOutOfRangeException(nameof(entry), entry, "entry numbers start at 0");
+        int first = ratio == 4 ? Math.Max(0, (entry - 1) * ratio) : entry * ratio;
+        return (first, entry * ratio + ratio - 1);
+    }
+
     /// <summary>Whether the official code's FP8/FP4 QAT rounding is simulated (default) or not.</summary>
     public QuantisationSimulation Quantisation { get; set; } = QuantisationSimulation.Official;
 

@@ -79,4 +79,36 @@ public class V4ModelTests
         Assert.Equal(-1L, slots[6, 8].item<long>());
         Assert.Equal(24L, slots[7, 8].item<long>());
     }
+
+    [Fact]
+    public void EntryTokens_AreTheWindowsTheCompressorPools()
+    {
+        // HCA ratio 8: entry 2 pools tokens 16..23. CSA ratio 4: entry 0 pools 0..3 (no window before), entry 3 pools 8..15.
+        Assert.Equal((16, 23), CompressedAttention.EntryTokens(8, 2));
+        Assert.Equal((0, 3), CompressedAttention.EntryTokens(4, 0));
+        Assert.Equal((8, 15), CompressedAttention.EntryTokens(4, 3));
+        Assert.Throws<ArgumentOutOfRangeException>(() => CompressedAttention.EntryTokens(1, 0));
+
+        // Independent check on the model: perturbing a token moves exactly the entries that pool it.
+        using var ckpt = V4FidelityTests.Load(Model.Checkpoints.CheckpointLayout.Official);
+        var model = ckpt.Model;
+        model.Quantisation = QuantisationSimulation.Off;
+        using var scope = NewDisposeScope();
+        var ids = arange(40, 64, dtype: int64).unsqueeze(0);
+        var names = NamesFilter.Where(n => n.EndsWith("attn.compressed_kv", StringComparison.Ordinal) || n == HookPoints.HcAttnCollapsed(1) || n == HookPoints.HcAttnCollapsed(2), "entries");
+        using var before = model.RunWithCache(ids, new TraceOptions { Names = names });
+        // Change the collapsed input of token 9 only (a hook), so nothing but the compressors sees a difference at 9.
+        foreach (var (layer, ratio) in new[] { (1, 4), (2, 8) })
+        {
+            var hooks = new Dictionary<string, HookFunction>
+            {
+                [HookPoints.HcAttnCollapsed(layer)] = (v, _) => { var c = v.clone(); c[0, 9] = c[0, 9] * 3; return c; },
+            };
+            using var after = model.RunWithCache(ids, new TraceOptions { Names = HookPoints.AttnCompressedKv(layer), Hooks = hooks });
+            var moved = (after[HookPoints.AttnCompressedKv(layer)] - before[HookPoints.AttnCompressedKv(layer)]).abs().amax(new long[] { 0, 2 });
+            var expected = Enumerable.Range(0, (int)moved.shape[0]).Where(e => CompressedAttention.EntryTokens(ratio, e) is var (f, l) && f <= 9 && 9 <= l).ToArray();
+            var actual = Enumerable.Range(0, (int)moved.shape[0]).Where(e => moved[e].item<float>() > 0).ToArray();
+            Assert.Equal(expected, actual);
+        }
+    }
 }
