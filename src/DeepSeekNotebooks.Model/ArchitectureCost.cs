@@ -5,7 +5,8 @@ namespace DeepSeekNotebooks.Model;
 
 /// <summary>One transformer block of an <see cref="ArchitectureCost"/>.</summary>
 /// <param name="Index">Block index (0-based).</param>
-/// <param name="Attention"><c>"mla_q_lora"</c> (multi-head latent attention with a low-rank query, V2/V3) or <c>"mla"</c> (full-rank <c>q_proj</c>, V2-Lite).</param>
+/// <param name="Attention"><c>"mla_q_lora"</c> (multi-head latent attention with a low-rank query, V2/V3), <c>"mla"</c> (full-rank <c>q_proj</c>, V2-Lite),
+/// <c>"mla_q_lora_indexer"</c> (V3.2: with a lightning indexer), or DeepSeek-V4's <c>"sliding_window"</c>, <c>"compressed_sparse"</c> (CSA) and <c>"heavily_compressed"</c> (HCA).</param>
 /// <param name="Mlp"><c>"dense"</c> (SwiGLU MLP) or <c>"moe"</c> (routed + shared experts).</param>
 /// <param name="Parameters">Parameters of the block (norms, attention, MLP or all experts and the router).</param>
 /// <param name="ActiveParameters">Parameters one token uses: the MoE layer's <c>num_experts_per_tok</c> routed experts, not all of them.</param>
@@ -167,7 +168,15 @@ public sealed class ArchitectureCost
             bool moe = c.IsMoeLayer(i);
             long skipped = moe ? (long)(c.NRoutedExperts - c.NumExpertsPerTok) * expert : 0;
             inactive += skipped;
-            layers.Add(new LayerCost(i, c.QLoraRank is null ? "mla" : "mla_q_lora", moe ? "moe" : "dense", perLayer[i], perLayer[i] - skipped));
+            string attention = c.AttentionKindOf(i) switch
+            {
+                AttentionKind.SlidingWindow => "sliding_window",
+                AttentionKind.CompressedSparse => "compressed_sparse",
+                AttentionKind.HeavilyCompressed => "heavily_compressed",
+                AttentionKind.MlaWithIndexer => "mla_q_lora_indexer",
+                _ => c.QLoraRank is null ? "mla" : "mla_q_lora",
+            };
+            layers.Add(new LayerCost(i, attention, moe ? "moe" : "dense", perLayer[i], perLayer[i] - skipped));
         }
         long mtp = CountMtpParameters(c);
         var bytes = storedBytes ?? EstimateBytes(c, shapes);
@@ -196,6 +205,12 @@ public sealed class ArchitectureCost
         for (int i = 0; i < c.NumHiddenLayers; i++) AddBlock(list, c, i, $"layers.{i}.");
         list.Add(("norm.weight", new long[] { c.HiddenSize }, -1));
         if (!c.TieWordEmbeddings) list.Add(("head.weight", new long[] { c.VocabSize, c.HiddenSize }, -1));
+        if (c.HyperConnections is { } hc)
+        {
+            list.Add(("hc_head_fn", new long[] { hc.Mult, (long)hc.Mult * c.HiddenSize }, -1));
+            list.Add(("hc_head_base", new long[] { hc.Mult }, -1));
+            list.Add(("hc_head_scale", new long[] { 1 }, -1));
+        }
         return list;
     }
 
@@ -204,7 +219,46 @@ public sealed class ArchitectureCost
         long h = c.HiddenSize, heads = c.NumAttentionHeads;
         void Add(string name, params long[] shape) => list.Add((p + name, shape, layer));
         Add("attn_norm.weight", h);
-        if (c.QLoraRank is { } rank)
+        if (c.HyperConnections is { } hc)
+        {
+            long mix = (2 + hc.Mult) * hc.Mult, dim = hc.Mult * h;
+            foreach (var site in new[] { "attn", "ffn" })
+            {
+                Add($"hc_{site}_fn", mix, dim);
+                Add($"hc_{site}_base", mix);
+                Add($"hc_{site}_scale", 3);
+            }
+        }
+        if (c.CompressedAttention is { } a)
+        {
+            long rank = c.QLoraRank!.Value, hd = a.HeadDim;
+            Add("attn.attn_sink", heads);
+            Add("attn.wq_a.weight", rank, h);
+            Add("attn.q_norm.weight", rank);
+            Add("attn.wq_b.weight", heads * hd, rank);
+            Add("attn.wkv.weight", hd, h);
+            Add("attn.kv_norm.weight", hd);
+            Add("attn.wo_a.weight", (long)a.OGroups * a.OLoraRank, heads * hd / a.OGroups);
+            Add("attn.wo_b.weight", h, (long)a.OGroups * a.OLoraRank);
+            int ratio = c.CompressRatio(layer);
+            void Compressor(string at, long width, long m)
+            {
+                long coff = m == 4 ? 2 : 1;
+                Add($"{at}.ape", m, coff * width);
+                Add($"{at}.wkv.weight", coff * width, h);
+                Add($"{at}.wgate.weight", coff * width, h);
+                Add($"{at}.norm.weight", width);
+            }
+            if (ratio > 0) Compressor("attn.compressor", hd, ratio);
+            if (ratio == 4)
+            {
+                var ix = c.Indexer!;
+                Add("attn.indexer.wq_b.weight", (long)ix.NHeads * ix.HeadDim, rank);
+                Add("attn.indexer.weights_proj.weight", ix.NHeads, h);
+                Compressor("attn.indexer.compressor", ix.HeadDim, ratio);
+            }
+        }
+        else if (c.QLoraRank is { } rank)
         {
             Add("attn.wq_a.weight", rank, h);
             Add("attn.q_norm.weight", rank);
@@ -214,15 +268,28 @@ public sealed class ArchitectureCost
         {
             Add("attn.wq.weight", heads * c.QkHeadDim, h);
         }
-        Add("attn.wkv_a.weight", c.KvLoraRank + c.QkRopeHeadDim, h);
-        Add("attn.kv_norm.weight", c.KvLoraRank);
-        Add("attn.wkv_b.weight", heads * (c.QkNopeHeadDim + c.VHeadDim), c.KvLoraRank);
-        Add("attn.wo.weight", h, heads * c.VHeadDim);
+        if (c.CompressedAttention is null)
+        {
+            Add("attn.wkv_a.weight", c.KvLoraRank + c.QkRopeHeadDim, h);
+            Add("attn.kv_norm.weight", c.KvLoraRank);
+            Add("attn.wkv_b.weight", heads * (c.QkNopeHeadDim + c.VHeadDim), c.KvLoraRank);
+            Add("attn.wo.weight", h, heads * c.VHeadDim);
+            if (c.Indexer is { } ix)
+            {
+                // DeepSeek-V3.2's lightning indexer (LightningIndexer: wq_b, wk, LayerNorm k_norm, weights_proj).
+                Add("attn.indexer.wq_b.weight", (long)ix.NHeads * ix.HeadDim, c.QLoraRank!.Value);
+                Add("attn.indexer.wk.weight", ix.HeadDim, h);
+                Add("attn.indexer.k_norm.weight", ix.HeadDim);
+                Add("attn.indexer.k_norm.bias", ix.HeadDim);
+                Add("attn.indexer.weights_proj.weight", ix.NHeads, h);
+            }
+        }
         Add("ffn_norm.weight", h);
         if (c.IsMoeLayer(layer))
         {
             Add("ffn.gate.weight", c.NRoutedExperts, h);
-            if (c.HasGateBias) Add("ffn.gate.bias", c.NRoutedExperts);
+            if (c.IsHashLayer(layer)) Add("ffn.gate.tid2eid", c.VocabSize, c.NumExpertsPerTok);
+            else if (c.HasGateBias) Add("ffn.gate.bias", c.NRoutedExperts);
             for (int e = 0; e < c.NRoutedExperts; e++)
             {
                 Add($"ffn.experts.{e}.w1.weight", c.MoeIntermediateSize, h);
@@ -259,12 +326,16 @@ public sealed class ArchitectureCost
             var block = new List<(string, long[], int)>();
             AddBlock(block, c, c.NumHiddenLayers + i, "");
             total += block.Sum(b => Elements(b.Item2));
-            total += 3 * h + h * 2 * h;
+            if (c.HyperConnections is { } hc)
+                // DeepSeek-V4's MTPBlock: e_proj and h_proj [hidden, hidden], enorm, hnorm and norm [hidden], its own hc_head.
+                total += 2 * h * h + 3 * h + (long)hc.Mult * hc.Mult * h + hc.Mult + 1;
+            else total += 3 * h + h * 2 * h;
         }
         return total;
     }
 
-    private static readonly Regex ProjectionWeight = new(@"\.(wq|wq_a|wq_b|wkv_a|wkv_b|wo|w1|w2|w3)\.weight$", RegexOptions.Compiled);
+    private static readonly Regex RoutedExpertWeight = new(@"\.ffn\.experts\.\d+\.(w1|w2|w3)\.weight$", RegexOptions.Compiled);
+    private static readonly Regex ProjectionWeight = new(@"\.(wq|wq_a|wq_b|wkv_a|wkv_b|wkv|wo|wo_a|wo_b|w1|w2|w3)\.weight$", RegexOptions.Compiled);
 
     /// <summary>Whether an official parameter name is a projection weight, the tensors an FP8 checkpoint stores in FP8 with block scales.</summary>
     internal static bool IsProjectionWeight(string officialName) => ProjectionWeight.IsMatch(officialName);
@@ -283,13 +354,24 @@ public sealed class ArchitectureCost
         foreach (var (name, shape, _) in shapes)
         {
             long n = Elements(shape);
+            bool v4 = c.CompressedAttention is not null;
             if (name.EndsWith(".gate.bias", StringComparison.Ordinal)) Add("f32", 4 * n);
+            else if (v4 && c.ExpertDtype == "fp4" && RoutedExpertWeight.IsMatch(name))
+            {
+                // DeepSeek-V4: packed FP4 e2m1 pairs (int8) with one ue8m0 scale per 32 inputs.
+                Add("fp4", n / 2);
+                Add("e8m0", n / 32);
+            }
             else if (c.Quantization is { } q && ProjectionWeight.IsMatch(name))
             {
                 Add("fp8", n);
                 long blocks = CeilDiv(shape[0], q.WeightBlockRows) * CeilDiv(shape[1], q.WeightBlockColumns);
-                Add("f32", 4 * blocks);
+                if (v4 && c.ScaleFmt == ScaleFormat.Ue8m0) Add("e8m0", blocks);   // V4 ships its block scales as float8_e8m0fnu
+                else Add("f32", 4 * blocks);
             }
+            else if (v4 && (name.Contains("hc_", StringComparison.Ordinal) || name.EndsWith("attn_sink", StringComparison.Ordinal)
+                            || name.EndsWith(".ape", StringComparison.Ordinal) || name.EndsWith("tid2eid", StringComparison.Ordinal)))
+                Add(name.EndsWith("tid2eid", StringComparison.Ordinal) ? "i32" : "f32", 4 * n);   // float32 in the official code
             else Add(plainKey, plainSize * n);
         }
         return bytes;

@@ -75,6 +75,8 @@ public enum ScoringFunc
     Softmax,
     /// <summary><c>"sigmoid"</c> per expert, weights renormalised over the chosen ones (DeepSeek-V3).</summary>
     Sigmoid,
+    /// <summary><c>"sqrtsoftplus"</c>: sqrt(softplus(x·Wgᵀ)) per expert, weights renormalised over the chosen ones (DeepSeek-V4's official <c>Gate</c>).</summary>
+    SqrtSoftplus,
 }
 
 /// <summary>How the gate picks experts: <c>topk_method</c> of Hugging Face <c>config.json</c>.</summary>
@@ -91,7 +93,7 @@ public enum TopkMethod
 /// <summary>The JSON spellings of <see cref="ScoringFunc"/> and <see cref="TopkMethod"/> (the only place that knows them).</summary>
 public static class ConfigSpellings
 {
-    private static readonly (ScoringFunc Value, string Json)[] Scoring = { (ScoringFunc.Softmax, "softmax"), (ScoringFunc.Sigmoid, "sigmoid") };
+    private static readonly (ScoringFunc Value, string Json)[] Scoring = { (ScoringFunc.Softmax, "softmax"), (ScoringFunc.Sigmoid, "sigmoid"), (ScoringFunc.SqrtSoftplus, "sqrtsoftplus") };
     private static readonly (TopkMethod Value, string Json)[] Topk =
         { (TopkMethod.Greedy, "greedy"), (TopkMethod.GroupLimitedGreedy, "group_limited_greedy"), (TopkMethod.NoauxTc, "noaux_tc") };
 
@@ -139,7 +141,7 @@ public static class ConfigSpellings
 /// context. Real models are named presets: <see cref="DeepSeekV3"/>, <see cref="DeepSeekV2"/>, <see cref="DeepSeekV2Lite"/>.
 /// The official <c>ModelArgs</c> format has its own documented defaults (its dataclass), applied by <see cref="FromModelArgsJson"/>.
 /// </remarks>
-public sealed record DeepSeekConfig
+public sealed partial record DeepSeekConfig
 {
     public required int VocabSize { get; init; }
     public required int HiddenSize { get; init; }
@@ -298,6 +300,7 @@ public sealed record DeepSeekConfig
             if (QLoraRank is null)
                 throw new ConfigException("q_lora_rank", "must be set with a lightning indexer (index_n_heads etc.): the indexer's queries are computed from the q_lora_rank latent");
         }
+        ValidateV4();
         if (!Enum.IsDefined(ScaleFmt))
             throw new ConfigException("scale_fmt", $"must be null or \"ue8m0\", got {ScaleFmt}");
         if (Quantization is { } qc)
@@ -335,7 +338,7 @@ public sealed record DeepSeekConfig
     {
         "model_type", "architectures", "auto_map", "transformers_version", "_name_or_path", "dtype",
         "attention_bias", "attention_dropout", "aux_loss_alpha", "seq_aux", "ep_size", "hidden_act", "initializer_range",
-        "pretraining_tp", "use_cache", "bos_token_id", "eos_token_id", "pad_token_id", "num_key_value_heads",
+        "pretraining_tp", "use_cache", "bos_token_id", "eos_token_id", "pad_token_id", "num_key_value_heads", "mlp_bias",
     };
 
     /// <summary>The Hugging Face architecture classes whose weights this kit's model reproduces.</summary>
@@ -364,6 +367,7 @@ public sealed record DeepSeekConfig
         JsonObject o;
         try { o = JsonNode.Parse(json) as JsonObject ?? throw new ConfigException("(root)", "config.json must be a JSON object"); }
         catch (JsonException e) { throw new ConfigException("(root)", $"config.json is not valid JSON: {e.Message}"); }
+        if (IsV4HfFile(o)) return FromV4Json(o);
 
         string[] required = { "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim" };
         foreach (var f in required)
@@ -522,6 +526,7 @@ public sealed record DeepSeekConfig
     /// <summary>Writes this configuration as a Hugging Face <c>config.json</c> (<c>model_type: deepseek_v3</c>), keeping unknown source fields.</summary>
     public string ToJson()
     {
+        if (CompressedAttention is not null) return ToV4Json();
         var o = new JsonObject
         {
             ["architectures"] = new JsonArray(Indexer is null ? "DeepseekV3ForCausalLM" : V32Architecture),
@@ -600,6 +605,7 @@ public sealed record DeepSeekConfig
         JsonObject o;
         try { o = JsonNode.Parse(json) as JsonObject ?? throw new ConfigException("(root)", "ModelArgs JSON must be an object"); }
         catch (JsonException e) { throw new ConfigException("(root)", $"ModelArgs JSON is not valid JSON: {e.Message}"); }
+        if (IsV4ModelArgs(o)) return FromV4ModelArgs(o);
         int dim = OptInt(o, "dim") ?? 2048;
         int maxSeq = OptInt(o, "max_seq_len") ?? 4096 * 4;
         int qLora = OptInt(o, "q_lora_rank") ?? 0;
@@ -679,6 +685,7 @@ public sealed record DeepSeekConfig
     /// <summary>Writes this configuration in the official inference code's <c>ModelArgs</c> JSON form.</summary>
     public string ToModelArgsJson()
     {
+        if (CompressedAttention is not null) return ToV4ModelArgsJson();
         var r = RopeScaling ?? new RopeScaling { Factor = 1, OriginalMaxPositionEmbeddings = MaxPositionEmbeddings };
         var o = new JsonObject
         {

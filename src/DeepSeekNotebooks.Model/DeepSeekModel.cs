@@ -22,6 +22,8 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
     private readonly RMSNorm norm;
     private readonly Linear head;
     private readonly float[] _inverseFrequencies;
+    // DeepSeek-V4 mHC head (official names): collapses the streams before the final norm.
+    private readonly Parameter? hc_head_fn, hc_head_base, hc_head_scale;
 
     private DeepSeekModel(DeepSeekConfig config) : base("DeepSeekModel")
     {
@@ -32,6 +34,12 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
         head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
         if (config.TieWordEmbeddings) head.weight = embed.weight;
         _inverseFrequencies = RotaryEmbedding.InverseFrequencies(config);
+        if (config.HyperConnections is { } hc)
+        {
+            hc_head_fn = new Parameter(zeros(hc.Mult, (long)hc.Mult * config.HiddenSize));
+            hc_head_base = new Parameter(zeros(hc.Mult));
+            hc_head_scale = new Parameter(ones(1));
+        }
         RegisterComponents();
     }
 
@@ -47,7 +55,11 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
         var generator = seed is { } s ? new Generator((ulong)s) : null;
         foreach (var (name, p) in model.named_parameters())
         {
-            if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1);
+            if (name.EndsWith("norm.weight", StringComparison.Ordinal) || name.EndsWith("_scale", StringComparison.Ordinal)) p.fill_(1);
+            else if (name.EndsWith("gate.tid2eid", StringComparison.Ordinal))
+                // Token t → experts (t + j) mod E, j < k: distinct experts per token, every expert used.
+                p.copy_((arange(p.shape[0]).unsqueeze(1) + arange(p.shape[1]).unsqueeze(0)).remainder(config.NRoutedExperts).to(p.dtype));
+            else if (name.EndsWith("_base", StringComparison.Ordinal) || name.EndsWith("attn_sink", StringComparison.Ordinal) || name.EndsWith(".ape", StringComparison.Ordinal)) p.zero_();
             else if (name.EndsWith("gate.bias", StringComparison.Ordinal) || name.EndsWith("norm.bias", StringComparison.Ordinal)) p.zero_();
             // TorchSharp 0.107's nn.init.normal_ ignores its generator argument, so a seeded init draws from the generator directly.
             else if (generator is not null) p.copy_(randn(p.shape, dtype: p.dtype, generator: generator).mul_(0.02));
@@ -90,7 +102,7 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
         {
             if (!Enum.IsDefined(value)) throw new ArgumentOutOfRangeException(nameof(value), value, "must be QuantisationSimulation.Official or .Off");
             _quantisation = value;
-            foreach (var layer in layers) layer.Attention.Quantisation = value;
+            foreach (var layer in layers) layer.SetQuantisation(value);
         }
     }
     private QuantisationSimulation _quantisation = QuantisationSimulation.Official;
@@ -99,8 +111,10 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor inputIds)
     {
         using var scope = NewDisposeScope();
-        return Forward(Embed(inputIds), null).MoveToOuterDisposeScope();
+        return Forward(Embed(inputIds), null, Ids(inputIds)).MoveToOuterDisposeScope();
     }
+
+    private static Tensor Ids(Tensor inputIds) => inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds;
 
     /// <summary>Looks up token embeddings [batch, seq, dim] after checking the ids (<see cref="CheckInputIds"/>).</summary>
     public Tensor Embed(Tensor inputIds)
@@ -113,12 +127,27 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
     /// Runs the blocks, final norm and head on given input embeddings [batch, seq, dim] (the function Captum's
     /// attribution methods differentiate when attributing at the embedding layer). Returns logits [batch, seq, vocab].
     /// </summary>
-    public Tensor ForwardFromEmbeddings(Tensor embeddings, IReadOnlyDictionary<string, HookFunction>? hooks = null)
+    /// <remarks>
+    /// A model with hash-routed layers (DeepSeek-V4) routes those layers by token id, so it needs
+    /// <paramref name="inputIds"/> [batch, seq] (the tokens the embeddings stand for); gradients then flow through the
+    /// embeddings with the routing of those tokens fixed.
+    /// </remarks>
+    public Tensor ForwardFromEmbeddings(Tensor embeddings, IReadOnlyDictionary<string, HookFunction>? hooks = null, Tensor? inputIds = null)
     {
         if (embeddings.dim() != 3 || embeddings.shape[2] != Config.HiddenSize)
             throw new ArgumentException($"embeddings must be [batch, seq, {Config.HiddenSize}], got [{string.Join(", ", embeddings.shape)}]", nameof(embeddings));
         CheckLength(embeddings.shape[1]);
-        return Forward(embeddings, hooks is null ? null : new ForwardContext(Config, null, hooks, keepGraph: true));
+        if (Config.NumHashLayers > 0 && inputIds is null)
+            throw new ArgumentException($"this model routes its first {Config.NumHashLayers} MoE layer(s) by token id (hash routing, tid2eid): pass inputIds [batch, seq] with the embeddings", nameof(inputIds));
+        if (inputIds is not null)
+        {
+            CheckInputIds(inputIds);
+            var ids = Ids(inputIds);
+            if (ids.shape[0] != embeddings.shape[0] || ids.shape[1] != embeddings.shape[1])
+                throw new ArgumentException($"inputIds [{string.Join(", ", ids.shape)}] must match the embeddings' [batch, seq] = [{embeddings.shape[0]}, {embeddings.shape[1]}]", nameof(inputIds));
+            inputIds = ids;
+        }
+        return Forward(embeddings, hooks is null ? null : new ForwardContext(Config, null, hooks, keepGraph: true), inputIds);
     }
 
     /// <summary>
@@ -135,7 +164,7 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
         {
             var ids = inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds;
             var embeddings = ctx.Point(HookPoints.Embed, Embed(ids));
-            Forward(embeddings, ctx);
+            Forward(embeddings, ctx, ids);
         }
         return new ModelTrace(Config, ctx.Cache);
     }
@@ -151,17 +180,20 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
         var ctx = new ForwardContext(Config, null, hooks, keepGraph: true);
         var ids = inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds;
         var embeddings = ctx.Point(HookPoints.Embed, Embed(ids));
-        return Forward(embeddings, ctx).MoveToOuterDisposeScope();
+        return Forward(embeddings, ctx, ids).MoveToOuterDisposeScope();
     }
 
-    internal Tensor Forward(Tensor h, ForwardContext? ctx)
+    internal Tensor Forward(Tensor h, ForwardContext? ctx, Tensor? inputIds = null)
     {
         using var scope = NewDisposeScope();
         long seq = h.shape[1];
         var (cos, sin) = RotaryEmbedding.Tables(_inverseFrequencies, 0, seq, h.device);
         var mask = MultiHeadLatentAttention.CausalMask(seq, h.device);
+        var hc = Config.HyperConnections;
+        if (hc is not null) h = h.unsqueeze(2).repeat(1, 1, hc.Mult, 1);          // n copies of the embedding: the streams
         foreach (var layer in layers)
-            h = layer.Forward(h, cos, sin, mask, ctx);
+            h = layer.Forward(h, cos, sin, mask, ctx, inputIds);
+        if (hc is not null) h = HyperConnections.Head(h, hc_head_fn!, hc_head_scale!, hc_head_base!, hc, Config.RmsNormEps, ctx);
         h = norm.forward(h);
         if (ctx is not null) h = ctx.Point(HookPoints.FinalNorm, h);
         var logits = head.forward(h);

@@ -94,7 +94,26 @@ public static class InspectCommand
         w.WriteLine($"{source}");
         w.WriteLine($"model_type {c.ModelType ?? "(not stated)"}: {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, {c.NumAttentionHeads} heads, vocab {c.VocabSize}");
         int moe = cost.Layers.Count(l => l.Mlp == "moe");
-        w.WriteLine($"  attention: MLA, kv_lora_rank {c.KvLoraRank}, q_lora_rank {(c.QLoraRank?.ToString(inv) ?? "none (full-rank q_proj)")}, qk head {c.QkNopeHeadDim}+{c.QkRopeHeadDim}, v head {c.VHeadDim}");
+        if (c.CompressedAttention is { } a)
+        {
+            // DeepSeek-V4: window / CSA / HCA attention over one shared key = value head, mHC streams, hash routing.
+            w.WriteLine($"  attention: DeepSeek-V4, one shared key=value head {a.HeadDim} ({c.QkNopeHeadDim}+{c.QkRopeHeadDim} rope), q_lora_rank {c.QLoraRank}, sliding window {a.SlidingWindow}, sinks, output {a.OGroups} groups x rank {a.OLoraRank}"
+                        + (c.Indexer is { } ix ? $", indexer {ix.NHeads}x{ix.HeadDim} top-{ix.Topk}" : ""));
+            var kinds = new List<string>();
+            for (int i = 0; i < cost.Layers.Count;)
+            {
+                int j = i;
+                while (j + 1 < cost.Layers.Count && cost.Layers[j + 1].Attention == cost.Layers[i].Attention) j++;
+                var ratio = c.CompressRatio(i) > 0 ? $" (ratio {c.CompressRatio(i)})" : "";
+                kinds.Add((i == j ? $"{i}" : $"{i}-{j}") + $" {cost.Layers[i].Attention}{ratio}");
+                i = j + 1;
+            }
+            w.WriteLine($"  attention kinds: {string.Join(", ", kinds)}");
+            if (c.HyperConnections is { } hc) w.WriteLine($"  residual: {hc.Mult} hyper-connection streams (Sinkhorn {hc.SinkhornIters} iterations)");
+            if (c.NumHashLayers > 0) w.WriteLine($"  hash-routed MoE layers (tid2eid): 0-{c.NumHashLayers - 1}; SwiGLU clamp {c.SwigluLimit.ToString(inv)}");
+        }
+        else
+            w.WriteLine($"  attention: MLA, kv_lora_rank {c.KvLoraRank}, q_lora_rank {(c.QLoraRank?.ToString(inv) ?? "none (full-rank q_proj)")}, qk head {c.QkNopeHeadDim}+{c.QkRopeHeadDim}, v head {c.VHeadDim}");
         w.WriteLine(moe == 0
             ? $"  mlp: dense in all {c.NumHiddenLayers} layers (intermediate {c.IntermediateSize})"
             : $"  mlp: dense in {c.NumHiddenLayers - moe} layer(s), MoE in {moe}: {c.NRoutedExperts} routed experts (top-{c.NumExpertsPerTok}, {c.ScoringFunc.ToJsonName()}, {c.TopkMethod.ToJsonName()}) + {c.NSharedExperts} shared, expert width {c.MoeIntermediateSize}");

@@ -28,9 +28,14 @@ public static class TraceCommand
             Description = "Print the hook point names this checkpoint's model offers (TransformerLens-style, in forward order), one per line, and exit; no --input-ids or --out needed.",
         };
         var allowPickle = CliSupport.AllowPickleOption();
+        var quantisation = new Option<string>("--quantisation")
+        {
+            Description = "official (default): simulate the FP8/FP4 activation rounding the official code does (DeepSeek-V3.2/V4); off: plain float.",
+            DefaultValueFactory = _ => "official",
+        };
         var command = new Command("trace", "Run the traced forward and write logits, hidden states, attention probabilities and routing to safetensors.")
         {
-            checkpoint, inputIds, output, listHooks, allowPickle,
+            checkpoint, inputIds, output, listHooks, allowPickle, quantisation,
         };
         command.SetAction(parse => CliSupport.Run(() =>
         {
@@ -47,7 +52,13 @@ public static class TraceCommand
                 throw new UsageException("--input-ids is required: give comma-separated token ids, e.g. --input-ids 303,211,294 (or --list-hooks to list the hook points)");
             if (outFile is null)
                 throw new UsageException("--out is required: the safetensors file to write, e.g. --out trace.safetensors");
-            return Run(dir, sequences, outFile.FullName, parse.GetValue(allowPickle));
+            var q = parse.GetValue(quantisation) switch
+            {
+                "official" => Model.Modules.QuantisationSimulation.Official,
+                "off" => Model.Modules.QuantisationSimulation.Off,
+                var other => throw new UsageException($"--quantisation must be official or off, got '{other}'"),
+            };
+            return Run(dir, sequences, outFile.FullName, parse.GetValue(allowPickle), q);
         }));
         return command;
     }
@@ -61,7 +72,8 @@ public static class TraceCommand
         return 0;
     }
 
-    internal static int Run(string checkpointDir, string[] sequences, string outPath, bool allowPickle = false)
+    internal static int Run(string checkpointDir, string[] sequences, string outPath, bool allowPickle = false,
+        Model.Modules.QuantisationSimulation quantisation = Model.Modules.QuantisationSimulation.Official)
     {
         var batch = sequences.Select(s => CliSupport.ParseIds(s)).ToArray();
         if (batch.Select(b => b.Length).Distinct().Count() > 1)
@@ -70,11 +82,14 @@ public static class TraceCommand
         using var ckpt = Checkpoint.Load(checkpointDir, new CheckpointLoadOptions { AllowPickle = allowPickle });
         using var scope = NewDisposeScope();
         var ids = tensor(batch.SelectMany(b => b).ToArray(), new long[] { batch.Length, batch[0].Length });
-        using var trace = ckpt.Model.RunWithCache(ids);
-
+        ckpt.Model.Quantisation = quantisation;
         var writer = new SafetensorsWriter()
             .SetMetadata("checkpoint", checkpointDir)
-            .SetMetadata("layout", ckpt.Layout.ToString());
+            .SetMetadata("layout", ckpt.Layout.ToString())
+            .SetMetadata("quantisation", quantisation == Model.Modules.QuantisationSimulation.Official ? "official" : "off");
+        if (ckpt.Config.CompressedAttention is not null && ckpt.Config.HyperConnections is not null)
+            return WriteV4(ckpt, ids, writer, outPath, batch.Length, batch[0].Length);
+        using var trace = ckpt.Model.RunWithCache(ids);
         AddFloat(writer, "logits", trace.Logits);
         for (int i = 0; i < ckpt.Config.NumHiddenLayers; i++)
         {
@@ -93,6 +108,34 @@ public static class TraceCommand
         Console.WriteLine($"traced {batch.Length} sequence(s) of {batch[0].Length} tokens with {ckpt.Directory} ({ckpt.Layout} layout)");
         Console.WriteLine($"next-token argmax at the last position: {string.Join(", ", lastTop)}");
         Console.WriteLine($"wrote {writer.Count} tensors to {outPath}");
+        return 0;
+    }
+
+    /// <summary>
+    /// DeepSeek-V4: every internal under the golden reference's names (<see cref="ReferenceTensorNames.ForV4"/>:
+    /// <c>layer.{i}.streams_out</c>, <c>layer.{i}.attn.probs</c>, <c>layer.{i}.indexer.topk</c>, …) plus <c>input_ids</c>.
+    /// </summary>
+    private static int WriteV4(Checkpoint ckpt, Tensor ids, SafetensorsWriter writer, string outPath, int batch, int seq)
+    {
+        var names = ReferenceTensorNames.ForV4(ckpt.Config);
+        var wanted = names.Select(n => n.HookPoint).ToHashSet();
+        using var trace = ckpt.Model.RunWithCache(ids, new TraceOptions { Names = NamesFilter.Where(wanted.Contains, "the V4 reference tensors") });
+        writer.AddInt64("input_ids", ids.shape, ids.data<long>().ToArray());
+        foreach (var (hook, reference) in names)
+        {
+            var t = trace[hook];
+            if (t.dtype == ScalarType.Int64)
+            {
+                var c = t.contiguous();
+                writer.AddInt64(reference, c.shape, c.data<long>().ToArray());
+            }
+            else AddFloat(writer, reference, t);
+        }
+        writer.WriteTo(outPath);
+        var lastTop = trace.Logits.select(1, -1).argmax(-1).data<long>().ToArray();
+        Console.WriteLine($"traced {batch} sequence(s) of {seq} tokens with {ckpt.Directory} ({ckpt.Layout} layout, DeepSeek-V4)");
+        Console.WriteLine($"next-token argmax at the last position: {string.Join(", ", lastTop)}");
+        Console.WriteLine($"wrote {writer.Count} tensors to {outPath} (the golden reference's names: layer.{{i}}.streams_out, layer.{{i}}.attn.probs, …)");
         return 0;
     }
 

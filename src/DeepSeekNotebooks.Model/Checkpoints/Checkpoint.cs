@@ -224,18 +224,45 @@ public sealed class Checkpoint : IDisposable
         int mtpLayers = config.NumNextnPredictLayers;
         // 1. Map every stored tensor to a model parameter name (or an FP8 scale) before allocating anything big.
         var sources = new Dictionary<string, (SafetensorsFile File, SafetensorsTensorInfo Info)>();
+        // transformers' packed experts (DeepSeek-V4): one stored tensor holds many parameters, each a contiguous slice.
+        var slices = new Dictionary<string, (long ElementOffset, long[] Shape)>();
         var unexpected = new List<string>();
         foreach (var file in files)
         foreach (var info in file.Tensors)
         {
             string? name;
             int layer = -1;
+            if (layout == CheckpointLayout.HuggingFace && WeightNames.PackedExperts.Match(info.Name) is { Success: true } packed)
+            {
+                layer = int.Parse(packed.Groups[1].Value);
+                if (layer >= config.NumHiddenLayers && layer < config.NumHiddenLayers + mtpLayers) continue;
+                if (info.Rank != 3 || (packed.Groups[2].Value == "gate_up_proj" && info.Shape[1] % 2 != 0))
+                    throw new CheckpointException($"packed expert tensor {info.Name} has shape [{string.Join(", ", info.Shape)}]; expected [experts, 2·moe_intermediate_size, hidden_size] (gate_up_proj) or [experts, hidden_size, moe_intermediate_size] (down_proj)");
+                long experts = info.Shape[0], rows = info.Shape[1], cols = info.Shape[2];
+                for (long e = 0; e < experts; e++)
+                {
+                    var parts = packed.Groups[2].Value == "gate_up_proj"
+                        ? new[] { ("w1", e * rows * cols, new[] { rows / 2, cols }), ("w3", e * rows * cols + rows / 2 * cols, new[] { rows / 2, cols }) }
+                        : new[] { ("w2", e * rows * cols, new[] { rows, cols }) };
+                    foreach (var (w, offset, shape) in parts)
+                    {
+                        var pname = $"layers.{layer}.ffn.experts.{e}.{w}.weight";
+                        if (!sources.TryAdd(pname, (file, info)))
+                            throw new CheckpointException($"expert weight {pname} is stored twice ({info.Name} and {sources[pname].Info.Name})");
+                        slices[pname] = (offset, shape);
+                    }
+                }
+                continue;
+            }
             if (layout == CheckpointLayout.HuggingFace) name = WeightNames.FromHuggingFace(info.Name, out layer);
             else
             {
                 name = info.Name;
                 var m = Regex.Match(name, @"^layers\.(\d+)\.");
                 if (m.Success) layer = int.Parse(m.Groups[1].Value);
+                // DeepSeek-V4's official names keep the MTP layers apart: mtp.{i}.* (not run by the kit).
+                var mtp = Regex.Match(name, @"^mtp\.(\d+)\.");
+                if (mtp.Success && int.Parse(mtp.Groups[1].Value) < mtpLayers) continue;
             }
             if (layer >= config.NumHiddenLayers && layer < config.NumHiddenLayers + mtpLayers) continue; // multi-token-prediction module: not used for inference
             if (name is null) { unexpected.Add(info.Name); continue; }
@@ -258,6 +285,14 @@ public sealed class Checkpoint : IDisposable
             foreach (var (name, p) in parameters)
             {
                 var info = sources[name].Info;
+                if (slices.TryGetValue(name, out var slice))
+                {
+                    if (!slice.Shape.SequenceEqual(p.shape))
+                        throw new CheckpointException(
+                            $"packed expert tensor {info.Name} holds [{string.Join(", ", slice.Shape)}] per expert but this configuration needs [{string.Join(", ", p.shape)}] for {name}");
+                    continue;
+                }
+                if (IsPackedFp4(info, p)) continue;   // checked with its scale when read
                 if (!info.Shape.SequenceEqual(p.shape))
                     throw new CheckpointException(
                         $"tensor {info.Name} has shape [{string.Join(", ", info.Shape)}] but this configuration needs [{string.Join(", ", p.shape)}]");
@@ -270,7 +305,14 @@ public sealed class Checkpoint : IDisposable
                 foreach (var (name, p) in parameters)
                 {
                     var (file, info) = sources[name];
-                    if (info.DType is SafetensorsDType.F8_E4M3 or SafetensorsDType.F8_E5M2)
+                    if (IsPackedFp4(info, p))
+                    {
+                        var scaleName = name[..^".weight".Length] + ".scale";
+                        if (!sources.TryGetValue(scaleName, out var scale))
+                            throw new CheckpointException($"packed FP4 tensor {info.Name} (int8, two e2m1 values per byte) has no scale ({DisplayName(scaleName, layout)}, one ue8m0 per 32 inputs)");
+                        DequantizeFp4(p, file, info, scale.File, scale.Info);
+                    }
+                    else if (info.DType is SafetensorsDType.F8_E4M3 or SafetensorsDType.F8_E5M2)
                     {
                         var scaleName = name[..^".weight".Length] + ".scale";
                         if (!sources.TryGetValue(scaleName, out var scale))
@@ -280,11 +322,15 @@ public sealed class Checkpoint : IDisposable
                     }
                     else
                     {
-                        ReadInto(p, file, info);
+                        ReadInto(p, file, info, slices.TryGetValue(name, out var slice) ? slice.ElementOffset : 0);
                     }
                     using (var finite = p.isfinite().all())
                         if (!finite.item<bool>())
                             throw new CheckpointException($"tensor {info.Name} contains NaN or infinite values");
+                    if (name.EndsWith(".gate.tid2eid", StringComparison.Ordinal))
+                        using (var bad = p.ne(p.round()).logical_or(p.lt(0)).logical_or(p.ge(config.NRoutedExperts)).any())
+                            if (bad.item<bool>())
+                                throw new CheckpointException($"hash table {info.Name} holds a value that is not an expert id in [0, {config.NRoutedExperts - 1}] (n_routed_experts {config.NRoutedExperts})");
                     options.Progress?.Report((++done, parameters.Count));
                 }
             }
@@ -310,7 +356,7 @@ public sealed class Checkpoint : IDisposable
     }
 
     /// <summary>Streams a stored tensor into a float32 parameter: F32 bytes go straight to native memory; other dtypes convert chunk by chunk.</summary>
-    private static void ReadInto(Tensor destination, SafetensorsFile file, SafetensorsTensorInfo info)
+    private static void ReadInto(Tensor destination, SafetensorsFile file, SafetensorsTensorInfo info, long elementOffset = 0)
     {
         long rows = destination.dim() == 0 ? 1 : destination.shape[0];
         long rowElements = rows == 0 ? 0 : destination.numel() / rows;
@@ -322,7 +368,7 @@ public sealed class Checkpoint : IDisposable
             long count = Math.Min(maxRows, rows - r);
             using var chunk = flat.narrow(0, r, count);
             var target = MemoryMarshal.Cast<byte, float>(chunk.bytes);
-            long byteOffset = r * rowElements * elementSize;
+            long byteOffset = (elementOffset + r * rowElements) * elementSize;
             if (info.DType == SafetensorsDType.F32)
             {
                 file.ReadBytes(info, byteOffset, MemoryMarshal.AsBytes(target));
@@ -337,6 +383,36 @@ public sealed class Checkpoint : IDisposable
             }
             finally { ArrayPool<byte>.Shared.Return(raw); }
         }
+    }
+
+    /// <summary>DeepSeek-V4's FP4 expert weights: int8 [out, in/2], two e2m1 codes per byte (low nibble first).</summary>
+    private static bool IsPackedFp4(SafetensorsTensorInfo info, Tensor p) =>
+        info.DType == SafetensorsDType.I8 && info.Rank == 2 && p.dim() == 2 && info.Shape[0] == p.shape[0] && info.Shape[1] * 2 == p.shape[1];
+
+    /// <summary>
+    /// weight[o, i] = FP4_TABLE[nibble i of row o] · scale[o, i / 32] (DeepSeek-V4 <c>inference/convert.py</c>: the low
+    /// nibble of byte j is input 2j, the high nibble input 2j + 1; scales are ue8m0, one per 32 inputs).
+    /// </summary>
+    private static void DequantizeFp4(Tensor weight, SafetensorsFile file, SafetensorsTensorInfo info, SafetensorsFile scaleFile, SafetensorsTensorInfo scaleInfo)
+    {
+        const int Block = 32;
+        long rows = weight.shape[0], cols = weight.shape[1];
+        if (cols % Block != 0 || !scaleInfo.Shape.SequenceEqual(new[] { rows, cols / Block }))
+            throw new CheckpointException($"FP4 scale {scaleInfo.Name} has shape [{string.Join(", ", scaleInfo.Shape)}] but a [{rows}, {cols}] FP4 weight needs [{rows}, {cols / Block}] (one scale per {Block} inputs)");
+        using var scope = NewDisposeScope();
+        var scale = empty(rows, cols / Block, dtype: float32);
+        ReadInto(scale, scaleFile, scaleInfo);
+        var packed = new byte[rows * cols / 2];
+        file.ReadBytes(info, 0, packed);
+        var values = new float[rows * cols];
+        var table = Fp8.E2M1Table;
+        for (long j = 0; j < packed.Length; j++)
+        {
+            values[2 * j] = table[packed[j] & 0xF];
+            values[2 * j + 1] = table[packed[j] >> 4];
+        }
+        var w = tensor(values, rows, cols) * scale.repeat_interleave(Block, 1);
+        weight.copy_(w);
     }
 
     /// <summary>weight ← weight · scale_inv expanded over 128×128 blocks (DeepSeek's <c>weight_dequant</c>).</summary>
@@ -373,7 +449,7 @@ public sealed class Checkpoint : IDisposable
             {
                 var t = p.detach().to(float32).contiguous();
                 tensors.Add(t);
-                var fileName = layout == CheckpointLayout.HuggingFace ? WeightNames.ToHuggingFace(name) : name;
+                var fileName = layout == CheckpointLayout.HuggingFace ? WeightNames.ToHuggingFace(name, model.Config.CompressedAttention is not null || model.Config.HyperConnections is not null) : name;
                 writer.Add(fileName, SafetensorsDType.F32, t.shape, t.numel() * 4, stream =>
                 {
                     long rows = t.dim() == 0 ? 1 : t.shape[0];

@@ -170,6 +170,8 @@ public static class RandomCheckpoint
 
     private static List<Unit> Plan(DeepSeekConfig config, SafetensorsDType dtype, float std, ulong seed)
     {
+        if (config.CompressedAttention is not null || config.HyperConnections is not null)
+            throw new ConfigException("model_type", "init writes DeepSeek-V2/V3/V3.2 checkpoints; a DeepSeek-V4 random checkpoint (hash tables, streams, packed FP4 experts) is not supported yet: use DeepSeekModel.Create and Checkpoint.Save");
         var units = new List<Unit>();
         foreach (var (name, shape, _) in ArchitectureCost.ParameterShapes(config))
         {

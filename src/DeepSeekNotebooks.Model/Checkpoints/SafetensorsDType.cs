@@ -41,6 +41,8 @@ public enum SafetensorsDType
     U64,
     /// <summary>IEEE 754 binary64, little-endian.</summary>
     F64,
+    /// <summary>8-bit exponent-only float E8M0 (OCP MX scale, torch <c>float8_e8m0fnu</c>): 2^(b − 127), 0xFF is NaN (DeepSeek-V4's <c>.scale</c> tensors).</summary>
+    F8_E8M0,
 }
 
 /// <summary>Helpers for <see cref="SafetensorsDType"/>: element sizes, file spellings and conversion to float32.</summary>
@@ -55,7 +57,7 @@ public static class SafetensorsDTypes
     public static int ElementSize(this SafetensorsDType dtype) => dtype switch
     {
         SafetensorsDType.BOOL or SafetensorsDType.U8 or SafetensorsDType.I8
-            or SafetensorsDType.F8_E4M3 or SafetensorsDType.F8_E5M2 => 1,
+            or SafetensorsDType.F8_E4M3 or SafetensorsDType.F8_E5M2 or SafetensorsDType.F8_E8M0 => 1,
         SafetensorsDType.I16 or SafetensorsDType.U16 or SafetensorsDType.F16 or SafetensorsDType.BF16 => 2,
         SafetensorsDType.I32 or SafetensorsDType.U32 or SafetensorsDType.F32 => 4,
         SafetensorsDType.I64 or SafetensorsDType.U64 or SafetensorsDType.F64 => 8,
@@ -118,6 +120,12 @@ public static class SafetensorsDTypes
                 for (int i = 0; i < destination.Length; i++) destination[i] = table[source[i]];
                 break;
             }
+            case SafetensorsDType.F8_E8M0:
+            {
+                var table = Fp8.E8M0Table;
+                for (int i = 0; i < destination.Length; i++) destination[i] = table[source[i]];
+                break;
+            }
             case SafetensorsDType.I64:
                 for (int i = 0; i < destination.Length; i++) destination[i] = BinaryPrimitives.ReadInt64LittleEndian(source[(8 * i)..]);
                 break;
@@ -159,6 +167,12 @@ internal static class Fp8
 
     /// <summary>All 256 OCP FP8 E5M2 values (index = bit pattern).</summary>
     internal static readonly float[] E5M2Table = BuildE5M2();
+
+    /// <summary>All 256 E8M0 values: 2^(b − 127) (b = 0: 2^−127, a float32 subnormal), 0xFF NaN.</summary>
+    internal static readonly float[] E8M0Table = Enumerable.Range(0, 256).Select(b => b == 255 ? float.NaN : (float)Math.ScaleB(1.0, b - 127)).ToArray();
+
+    /// <summary>The 16 FP4 e2m1 values by nibble (bit 3 the sign), DeepSeek's <c>FP4_TABLE</c> (inference/convert.py).</summary>
+    internal static readonly float[] E2M1Table = { 0f, 0.5f, 1f, 1.5f, 2f, 3f, 4f, 6f, -0f, -0.5f, -1f, -1.5f, -2f, -3f, -4f, -6f };
 
     internal static float BFloat16ToSingle(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
 

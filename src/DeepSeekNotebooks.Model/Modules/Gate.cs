@@ -33,15 +33,23 @@ public sealed class Gate : nn.Module<Tensor, Tensor>
     private readonly int _layer;
     private readonly Parameter weight;
     private readonly Parameter? bias;
+    // DeepSeek-V4 hash layers: token id → its k experts [vocab, k]. Held as float32 (exact for ids < 2^24) so it loads and
+    // moves like any parameter; the checkpoint stores it as I32 (official) or I64 (Hugging Face).
+    private readonly Parameter? tid2eid;
 
     internal Gate(string name, DeepSeekConfig c, int layer) : base(name)
     {
         _c = c;
         _layer = layer;
         weight = new Parameter(empty(c.NRoutedExperts, c.HiddenSize));
-        if (c.HasGateBias) bias = new Parameter(zeros(c.NRoutedExperts, dtype: float32), requires_grad: false);
+        if (c.IsHashLayer(layer))
+            tid2eid = new Parameter(zeros(c.VocabSize, c.NumExpertsPerTok, dtype: float32), requires_grad: false);
+        else if (c.HasGateBias) bias = new Parameter(zeros(c.NRoutedExperts, dtype: float32), requires_grad: false);
         RegisterComponents();
     }
+
+    /// <summary>The hash table tid2eid [vocab, k] of a hash-routed layer (expert ids as float32), or null.</summary>
+    public Parameter? HashTable => tid2eid;
 
     /// <summary>The router matrix Wg [experts, dim].</summary>
     public Parameter Weight => weight;
@@ -50,13 +58,19 @@ public sealed class Gate : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => Route(x, null).Weights;
 
-    /// <summary>x [tokens, dim] → routing decision.</summary>
-    internal Routing Route(Tensor x, ForwardContext? ctx)
+    /// <summary>x [tokens, dim] → routing decision; hash-routed layers need the tokens' ids (any shape, tokens in order).</summary>
+    internal Routing Route(Tensor x, ForwardContext? ctx, Tensor? inputIds = null)
     {
         using var scope = NewDisposeScope();
         var logits = nn.functional.linear(x, weight);
-        var scores = _c.ScoringFunc == ScoringFunc.Softmax ? logits.softmax(-1, float32) : logits.sigmoid();
+        var scores = _c.ScoringFunc switch
+        {
+            ScoringFunc.Softmax => logits.softmax(-1, float32),
+            ScoringFunc.SqrtSoftplus => nn.functional.softplus(logits.to(float32)).sqrt(),
+            _ => logits.sigmoid(),
+        };
         if (ctx is not null) scores = ctx.Point(HookPoints.RouterScores(_layer), scores);
+        if (tid2eid is not null) return HashRoute(x, scores, inputIds, ctx);
         var original = scores;
         var selection = bias is null ? scores : scores + bias;
         if (ctx is not null) selection = ctx.Point(HookPoints.SelectionScores(_layer), selection);
@@ -72,7 +86,7 @@ public sealed class Gate : nn.Module<Tensor, Tensor>
         var (chosen, indices) = selection.topk(_c.NumExpertsPerTok, dim: -1);
         if (ctx is not null) CheckNothingExcludedChosen(chosen);
         var weights = original.gather(1, indices);
-        if (_c.ScoringFunc == ScoringFunc.Sigmoid || _c.NormTopkProb) weights = weights / weights.sum(-1, keepdim: true);
+        if (_c.ScoringFunc != ScoringFunc.Softmax || _c.NormTopkProb) weights = weights / weights.sum(-1, keepdim: true);
         weights = weights * _c.RoutedScalingFactor;
         if (ctx is not null)
         {
@@ -80,6 +94,27 @@ public sealed class Gate : nn.Module<Tensor, Tensor>
             weights = ctx.Point(HookPoints.ExpertWeights(_layer), weights);
         }
         return new Routing(weights.to(x.dtype).MoveToOuterDisposeScope(), indices.MoveToOuterDisposeScope(), original.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>DeepSeek-V4 hash routing: experts = tid2eid[token id]; weights = their scores, renormalised, times route_scale.</summary>
+    private Routing HashRoute(Tensor x, Tensor scores, Tensor? inputIds, ForwardContext? ctx)
+    {
+        if (inputIds is null)
+            throw new InvalidOperationException($"MoE block {_layer} is hash-routed (tid2eid, num_hash_layers = {_c.NumHashLayers}): routing needs the token ids, which this call did not give");
+        var ids = inputIds.reshape(-1).to(int64);
+        if (ids.shape[0] != x.shape[0])
+            throw new ArgumentException($"MoE block {_layer}: {ids.shape[0]} token ids for {x.shape[0]} tokens");
+        var indices = tid2eid!.index_select(0, ids).to(int64);
+        if (ctx is not null) indices = ctx.Point(HookPoints.HashIds(_layer), indices);
+        var weights = scores.gather(1, indices);
+        if (_c.ScoringFunc != ScoringFunc.Softmax || _c.NormTopkProb) weights = weights / weights.sum(-1, keepdim: true);
+        weights = weights * _c.RoutedScalingFactor;
+        if (ctx is not null)
+        {
+            indices = ctx.Point(HookPoints.ExpertIndices(_layer), indices);
+            weights = ctx.Point(HookPoints.ExpertWeights(_layer), weights);
+        }
+        return new Routing(weights.to(x.dtype).MoveToOuterDisposeScope(), indices.MoveToOuterDisposeScope(), scores.MoveToOuterDisposeScope());
     }
 
     /// <summary>

@@ -28,8 +28,9 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
         _layer = layer;
         gate = new Gate("gate", c, layer);
         experts = new ModuleList<Mlp>(Enumerable.Range(0, c.NRoutedExperts)
-            .Select(i => new Mlp($"experts.{i}", c.HiddenSize, c.MoeIntermediateSize)).ToArray());
-        if (c.NSharedExperts > 0) shared_experts = new Mlp("shared_experts", c.HiddenSize, (long)c.NSharedExperts * c.MoeIntermediateSize);
+            .Select(i => new Mlp($"experts.{i}", c.HiddenSize, c.MoeIntermediateSize, c.SwigluLimit)).ToArray());
+        // The shared expert is clamped too (current official V4 revision, HF 60d8d707).
+        if (c.NSharedExperts > 0) shared_experts = new Mlp("shared_experts", c.HiddenSize, (long)c.NSharedExperts * c.MoeIntermediateSize, c.SwigluLimit);
         RegisterComponents();
     }
 
@@ -42,12 +43,13 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => Forward(x, null);
 
-    internal Tensor Forward(Tensor x, ForwardContext? ctx)
+    /// <summary>x [..., dim] → MoE output; <paramref name="inputIds"/> (the tokens of x, any shape with the same count) is needed by hash-routed layers.</summary>
+    internal Tensor Forward(Tensor x, ForwardContext? ctx, Tensor? inputIds = null)
     {
         using var scope = NewDisposeScope();
         var shape = x.shape;
         var flat = x.reshape(-1, _c.HiddenSize);
-        var routing = gate.Route(flat, ctx);
+        var routing = gate.Route(flat, ctx, inputIds);
         var y = Dispatch(flat, routing);
         if (shared_experts is not null)
         {

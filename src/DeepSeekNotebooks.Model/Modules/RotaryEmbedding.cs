@@ -10,17 +10,24 @@ namespace DeepSeekNotebooks.Model.Modules;
 internal static class RotaryEmbedding
 {
     /// <summary>Per-pair inverse frequencies [rope_dim/2], YaRN-corrected when the config's context exceeds the original length.</summary>
-    internal static float[] InverseFrequencies(DeepSeekConfig c)
+    internal static float[] InverseFrequencies(DeepSeekConfig c) =>
+        InverseFrequencies(c.QkRopeHeadDim, c.RopeTheta, c.YarnActive ? c.RopeScaling : null);
+
+    /// <summary>
+    /// Per-pair inverse frequencies [dim/2] for RoPE base <paramref name="theta"/>, YaRN-corrected with <paramref name="yarn"/>
+    /// when given (DeepSeek-V4 calls this per layer kind: <c>rope_theta</c> for sliding layers, <c>compress_rope_theta</c>
+    /// and YaRN for compressed ones).
+    /// </summary>
+    internal static float[] InverseFrequencies(int dim, double theta, RopeScaling? yarn)
     {
-        int dim = c.QkRopeHeadDim;
         var freqs = new float[dim / 2];
         for (int i = 0; i < freqs.Length; i++)
-            freqs[i] = 1.0f / MathF.Pow((float)c.RopeTheta, (2 * i) / (float)dim);
-        if (!c.YarnActive) return freqs;
+            freqs[i] = 1.0f / MathF.Pow((float)theta, (2 * i) / (float)dim);
+        if (yarn is null) return freqs;
 
-        var r = c.RopeScaling!;
+        var r = yarn;
         double CorrectionDim(double rotations) =>
-            dim * Math.Log(r.OriginalMaxPositionEmbeddings / (rotations * 2 * Math.PI)) / (2 * Math.Log(c.RopeTheta));
+            dim * Math.Log(r.OriginalMaxPositionEmbeddings / (rotations * 2 * Math.PI)) / (2 * Math.Log(theta));
         double low = Math.Max(Math.Floor(CorrectionDim(r.BetaFast)), 0);
         double high = Math.Min(Math.Ceiling(CorrectionDim(r.BetaSlow)), dim - 1);
         if (low == high) high += 0.001;
@@ -55,6 +62,13 @@ internal static class RotaryEmbedding
         var s = sin.view(1, shape[1], 1, shape[3] / 2);
         var y = stack(new[] { x0 * c - x1 * s, x0 * s + x1 * c }, -1).flatten(3);
         return y.to(x.dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The inverse rotation of <see cref="Apply"/> (conjugate: angle −θ), DeepSeek-V4's <c>apply_rotary_emb(o, freqs, inverse=True)</c>.</summary>
+    internal static Tensor ApplyInverse(Tensor x, Tensor cos, Tensor sin)
+    {
+        using var scope = NewDisposeScope();
+        return Apply(x, cos, sin.neg()).MoveToOuterDisposeScope();
     }
 
     /// <summary>

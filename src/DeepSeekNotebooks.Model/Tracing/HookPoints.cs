@@ -8,7 +8,7 @@ namespace DeepSeekNotebooks.Model.Tracing;
 /// attention and FFN points; only MoE blocks have the <c>moe.*</c> points (and <c>moe.shared_out</c> only with shared
 /// experts). Each names a tensor computed during the forward pass that a trace can record and a hook can read or replace.
 /// </summary>
-public static class HookPoints
+public static partial class HookPoints
 {
     /// <summary>Token embeddings [batch, seq, dim].</summary>
     public const string Embed = "embed";
@@ -106,6 +106,11 @@ public static class HookPoints
 
     private static IEnumerable<string> SuffixesOf(DeepSeekConfig config, int layer)
     {
+        if (IsV4(config))
+        {
+            foreach (var s in V4SuffixesOf(config, layer)) yield return s;
+            yield break;
+        }
         foreach (var s in AttentionSuffixes(config)) yield return s;
         if (config.IsMoeLayer(layer))
         {
@@ -128,6 +133,7 @@ public static class HookPoints
         var names = new List<string> { Embed };
         for (int l = 0; l < config.NumHiddenLayers; l++)
             foreach (var s in SuffixesOf(config, l)) names.Add(Block(l, s));
+        if (config.HyperConnections is not null) names.AddRange(HcHeadPoints);
         names.Add(FinalNorm);
         names.Add(Logits);
         return names;
@@ -138,6 +144,7 @@ public static class HookPoints
     {
         ArgumentNullException.ThrowIfNull(config);
         if (name is Embed or FinalNorm or Logits) return true;
+        if (config.HyperConnections is not null && Array.IndexOf(HcHeadPoints, name) >= 0) return true;
         if (!TryParseBlock(name, out int layer, out var suffix) || layer >= config.NumHiddenLayers) return false;
         return SuffixesOf(config, layer).Contains(suffix);
     }
@@ -162,6 +169,8 @@ public static class HookPoints
         {
             if (layer >= config.NumHiddenLayers)
                 sb.Append($": the model has blocks 0..{config.NumHiddenLayers - 1}");
+            else if (IsV4(config) && V4Why(config, layer, suffix) is { } why)
+                sb.Append(why);
             else if (Array.IndexOf(IndexerBlock, suffix) >= 0 && config.Indexer is null)
                 sb.Append(": the model has no lightning indexer (a DeepSeek-V3.2 feature: index_n_heads, index_head_dim, index_topk)");
             else if (Array.IndexOf(MoeBlock, suffix) >= 0 || suffix == SharedOutSuffix)
@@ -192,6 +201,7 @@ public static class HookPoints
     public static IReadOnlyList<string> Patterns(DeepSeekConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
+        if (IsV4(config)) return V4Patterns(config);
         var every = Enumerable.Range(0, config.NumHiddenLayers).ToList();
         var moe = MoeLayers(config);
         var patterns = new List<string> { Embed };

@@ -12,7 +12,7 @@ public class ArchitectureCostTests
 {
     private static string GoldenHf => Path.Combine(Raw.RepoRoot(), "data", "checkpoints", "golden-tiny-hf");
 
-    public static TheoryData<string> TableConfigs => new() { "tiny-full", "no-q-lora", "dense-only", "every-other-moe", "no-shared", "tied", "golden" };
+    public static TheoryData<string> TableConfigs => new() { "tiny-full", "no-q-lora", "dense-only", "every-other-moe", "no-shared", "tied", "golden", "v32-golden", "v4-golden" };
 
     private static DeepSeekConfig Named(string name) => name switch
     {
@@ -22,6 +22,8 @@ public class ArchitectureCostTests
         "every-other-moe" => DeepSeekConfig.TinyFullFeatured with { NumHiddenLayers = 5, FirstKDenseReplace = 1, MoeLayerFreq = 2 },
         "no-shared" => DeepSeekConfig.TinyFullFeatured with { NSharedExperts = 0, TopkMethod = TopkMethod.Greedy, NGroup = 1, TopkGroup = 1 },
         "tied" => DeepSeekConfig.TinyFullFeatured with { TieWordEmbeddings = true },
+        "v32-golden" => DeepSeekConfig.Load(Path.Combine(Raw.RepoRoot(), "tests", "fixtures", "golden", "v32", "public.hf_config.json")),
+        "v4-golden" => DeepSeekConfig.Load(Path.Combine(Raw.RepoRoot(), "tests", "fixtures", "golden", "v4", "public.hf_config.json")),
         _ => DeepSeekConfig.Load(Path.Combine(GoldenHf, "config.json")),
     };
 

@@ -275,8 +275,8 @@ public class ConfigTests
     }
 
     [Theory]
-    [InlineData("scoring_func", "relu", "must be \"softmax\" or \"sigmoid\", got \"relu\"")]
-    [InlineData("scoring_func", "Sigmoid", "must be \"softmax\" or \"sigmoid\", got \"Sigmoid\"")]
+    [InlineData("scoring_func", "relu", "must be \"softmax\", \"sigmoid\" or \"sqrtsoftplus\", got \"relu\"")]
+    [InlineData("scoring_func", "Sigmoid", "must be \"softmax\", \"sigmoid\" or \"sqrtsoftplus\", got \"Sigmoid\"")]
     [InlineData("topk_method", "noaux", "must be \"greedy\", \"group_limited_greedy\" or \"noaux_tc\", got \"noaux\"")]
     [InlineData("topk_method", "gready", "must be \"greedy\", \"group_limited_greedy\" or \"noaux_tc\", got \"gready\"")]
     public void BadEnumSpellings_NameTheFieldAndTheValidSpellings(string field, string value, string problem)
@@ -292,7 +292,7 @@ public class ConfigTests
     {
         var e = Assert.Throws<ConfigException>(() => DeepSeekConfig.FromModelArgsJson(Mutate(File.ReadAllText(GoldenModelArgs), o => o["score_func"] = "tanh")));
         Assert.Equal("score_func", e.Field);
-        Assert.Contains("\"softmax\" or \"sigmoid\"", e.Message);
+        Assert.Contains("\"softmax\", \"sigmoid\" or \"sqrtsoftplus\"", e.Message);
         var bad = Assert.Throws<ConfigException>(() => (DeepSeekConfig.TinyFullFeatured with { TopkMethod = (TopkMethod)7 }).Validate());
         Assert.Equal("topk_method", bad.Field);
         Assert.Contains("\"noaux_tc\"", bad.Message);
