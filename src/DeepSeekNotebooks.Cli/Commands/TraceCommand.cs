@@ -89,8 +89,20 @@ public static class TraceCommand
             .SetMetadata("quantisation", quantisation == Model.Modules.QuantisationSimulation.Official ? "official" : "off");
         if (ckpt.Config.CompressedAttention is not null && ckpt.Config.HyperConnections is not null)
             return WriteV4(ckpt, ids, writer, outPath, batch.Length, batch[0].Length);
-        using var trace = ckpt.Model.RunWithCache(ids);
+        var v32Names = ckpt.Config.Indexer is null ? Array.Empty<(string HookPoint, string Reference)>() : ReferenceTensorNames.ForV32(ckpt.Config);
+        using var trace = ckpt.Model.RunWithCache(ids, new TraceOptions { Extra = v32Names.Select(n => n.HookPoint).ToArray() });
         AddFloat(writer, "logits", trace.Logits);
+        if (ckpt.Config.Indexer is { } indexer)
+        {
+            // DeepSeek-V3.2: the indexer's scores and selections under the official dumps' names (index_scores.{i}, index_topk.{i}).
+            writer.AddInt64("input_ids", ids.shape, ids.data<long>().ToArray());
+            foreach (var (hook, reference) in v32Names)
+            {
+                if (hook.EndsWith(".topk", StringComparison.Ordinal))
+                    writer.AddInt64(reference, new[] { ids.shape[0], ids.shape[1], (long)indexer.Topk }, ReferenceTensorNames.IndexTopkPositions(trace[hook], indexer.Topk));
+                else AddFloat(writer, reference, trace[hook]);
+            }
+        }
         for (int i = 0; i < ckpt.Config.NumHiddenLayers; i++)
         {
             AddFloat(writer, $"hidden.{i}", trace.Hidden(i));

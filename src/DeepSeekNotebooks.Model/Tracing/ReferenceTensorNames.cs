@@ -60,4 +60,53 @@ public static class ReferenceTensorNames
         names.Add((HookPoints.Logits, "logits"));
         return names;
     }
+
+    /// <summary>
+    /// For a DeepSeek-V3.2 configuration (lightning indexer), the extra (hook point, reference name) pairs of the official
+    /// V3.2-Exp dumps (tests/fixtures/golden/v32/README.md): per block <c>index_scores.{i}</c> (the indexer scores
+    /// [B, S, S] before top-k, −∞ at future keys) and <c>index_topk.{i}</c> (the selected keys; written by
+    /// <see cref="IndexTopkPositions"/> as positions [B, S, k]), and <c>moe.{i}.scores</c> on MoE blocks.
+    /// </summary>
+    /// <exception cref="ArgumentException">The configuration has no lightning indexer.</exception>
+    public static IReadOnlyList<(string HookPoint, string Reference)> ForV32(DeepSeekConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (config.Indexer is null)
+            throw new ArgumentException("the V3.2 reference names need a configuration with a lightning indexer (index_n_heads, index_head_dim, index_topk)", nameof(config));
+        var names = new List<(string, string)>();
+        for (int i = 0; i < config.NumHiddenLayers; i++)
+        {
+            names.Add((HookPoints.IndexerScores(i), $"index_scores.{i}"));
+            names.Add((HookPoints.IndexerTopk(i), $"index_topk.{i}"));
+            if (config.IsMoeLayer(i)) names.Add((HookPoints.RouterScores(i), $"moe.{i}.scores"));
+        }
+        return names;
+    }
+
+    /// <summary>
+    /// The keys a V3.2 indexer selected, in the official dumps' <c>index_topk</c> format: per query the selected key
+    /// positions in ascending order, padded with −1 to k (rows s &lt; k − 1 select fewer than k keys) — [B, S, k] int64,
+    /// row-major. <paramref name="selected"/> is the <c>blocks.{L}.attn.indexer.topk</c> mask [B, S, S].
+    /// </summary>
+    /// <exception cref="ArgumentException">The mask is not 3-D, or a row selects more than k keys.</exception>
+    public static long[] IndexTopkPositions(TorchSharp.torch.Tensor selected, int k)
+    {
+        ArgumentNullException.ThrowIfNull(selected);
+        if (selected.dim() != 3) throw new ArgumentException($"the indexer selection must be [batch, query, key], got {selected.dim()} dimensions", nameof(selected));
+        long rows = selected.shape[0] * selected.shape[1], t = selected.shape[2];
+        var flags = selected.to(TorchSharp.torch.ScalarType.Bool).cpu().contiguous().data<bool>().ToArray();
+        var result = new long[rows * k];
+        for (long r = 0; r < rows; r++)
+        {
+            int n = 0;
+            for (long j = 0; j < t; j++)
+            {
+                if (!flags[r * t + j]) continue;
+                if (n == k) throw new ArgumentException($"query row {r} selects more than index_topk = {k} keys", nameof(selected));
+                result[r * k + n++] = j;
+            }
+            for (; n < k; n++) result[r * k + n] = -1;
+        }
+        return result;
+    }
 }
