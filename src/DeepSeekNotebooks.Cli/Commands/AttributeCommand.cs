@@ -53,11 +53,12 @@ public static class AttributeCommand
         var output = CliSupport.OutOption("safetensors: attributions [1,seq,dim], token_sums [1,seq], target int64 [1], delta [1] for IG-type methods; " +
                                           "with a continuation token_attr [targets,prompt], seq_attr [prompt], delta [targets]");
         var allowPickle = CliSupport.AllowPickleOption();
+        var quantisation = CliSupport.QuantisationOption();
         var command = new Command("attribute",
             "Attribute a target logit (or a contrast of two) to the input tokens or a block's output (IG, saliency, input×gradient, SmoothGrad, occlusion, " +
             "layer IG, layer conductance, feature ablation), or a continuation's log-probabilities to the prompt tokens.")
         {
-            checkpoint, inputIds, text, method, position, token, contrast, layer, continuation, continuationIds, baseline, nSteps, integration, batch, routing, output, allowPickle,
+            checkpoint, inputIds, text, method, position, token, contrast, layer, continuation, continuationIds, baseline, nSteps, integration, batch, routing, output, allowPickle, quantisation,
         };
         command.SetAction(parse => CliSupport.Run(() =>
         {
@@ -103,7 +104,7 @@ public static class AttributeCommand
                     : $"--routing frozen applies to --method ig only (it freezes the routing along IG's path), not to {methodText}");
 
             using var ckpt = Checkpoint.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)),
-                new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle) });
+                new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle), Quantisation = CliSupport.ParseQuantisation(parse.GetValue(quantisation)) });
             long[] ids = idsText is not null ? CliSupport.ParseIds(idsText) : Encode(ckpt, promptText!, "--text");
             Baseline b = parse.GetValue(baseline) is { } bt ? ParseBaseline(bt, ckpt) : Baseline.For(ckpt.Tokenizer);
             var outPath = parse.GetValue(output)!.FullName;

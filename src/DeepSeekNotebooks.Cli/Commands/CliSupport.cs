@@ -25,6 +25,21 @@ internal static class CliSupport
         Description = "Allow PyTorch pickle weights (.bin/.pt). Off by default: unpickling can execute code from the file; use only for files you trust.",
     };
 
+    /// <summary><c>--quantisation official|off</c>, shared by every verb that runs a model (issue 13).</summary>
+    internal static Option<string> QuantisationOption() => new("--quantisation")
+    {
+        Description = "official (default): simulate the FP8/FP4 activation rounding DeepSeek's official code does (V3.2: indexer and KV latent; V4: KV and indexer); off: plain float. No effect on V2/V3.",
+        DefaultValueFactory = _ => "official",
+    };
+
+    /// <summary>Parses <c>--quantisation</c>, naming the accepted values.</summary>
+    internal static Model.Modules.QuantisationSimulation ParseQuantisation(string? text) => text switch
+    {
+        null or "official" => Model.Modules.QuantisationSimulation.Official,
+        "off" => Model.Modules.QuantisationSimulation.Off,
+        _ => throw new UsageException($"--quantisation must be official or off, got '{text}'"),
+    };
+
     internal static string ResolveCheckpoint(DirectoryInfo? given) => given?.FullName ?? Training.BundledModel.DefaultCheckpoint();
 
     /// <summary>Parses "1,2,3" into token ids, naming the bad entry.</summary>

@@ -32,12 +32,14 @@ public static class CollectCommand
         };
         var output = CliSupport.OutOption("accumulator state, .safetensors");
         var allowPickle = CliSupport.AllowPickleOption();
+        var quantisation = CliSupport.QuantisationOption();
         var command = new Command("collect", "Expert-routing and attention-head statistics over one shard of a JSONL dataset, saved as a mergeable state.")
         {
-            checkpoint, dataset, shard, output, allowPickle,
+            checkpoint, dataset, shard, output, allowPickle, quantisation,
         };
         command.SetAction(parse => CliSupport.Run(() => Run(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)), parse.GetValue(dataset)!.FullName,
-            parse.GetValue(shard)!, parse.GetValue(output)!.FullName, parse.GetValue(allowPickle), Console.Out)));
+            parse.GetValue(shard)!, parse.GetValue(output)!.FullName, parse.GetValue(allowPickle), Console.Out,
+            CliSupport.ParseQuantisation(parse.GetValue(quantisation)))));
         return command;
     }
 
@@ -52,12 +54,13 @@ public static class CollectCommand
         return (i, n);
     }
 
-    internal static int Run(string checkpointDir, string datasetPath, string shardText, string outPath, bool allowPickle, TextWriter output)
+    internal static int Run(string checkpointDir, string datasetPath, string shardText, string outPath, bool allowPickle, TextWriter output,
+        Model.Modules.QuantisationSimulation quantisation = Model.Modules.QuantisationSimulation.Official)
     {
         var (shard, shards) = ParseShard(shardText);
         if (!File.Exists(datasetPath)) throw new UsageException($"--dataset {datasetPath} does not exist (give a JSONL file, one {{\"text\"|\"input_ids\", \"domain\"}} object per line)");
         var watch = Stopwatch.StartNew();
-        using var ckpt = Checkpoint.Load(checkpointDir, new CheckpointLoadOptions { AllowPickle = allowPickle });
+        using var ckpt = Checkpoint.Load(checkpointDir, new CheckpointLoadOptions { AllowPickle = allowPickle, Quantisation = quantisation });
         var config = ckpt.Config;
         var data = ReadShard(datasetPath, shard, shards, ckpt.Tokenizer, config.VocabSize);
         var provenance = new StateProvenance(ConfigHash(ckpt), Path.GetFileName(Path.TrimEndingDirectorySeparator(ckpt.Directory)), Sha256(datasetPath), shards);

@@ -18,13 +18,15 @@ public static class DashboardCommand
         var inputIds = new Option<string?>("--input-ids") { Description = "Comma-separated token ids of one sequence." };
         var text = new Option<string?>("--text") { Description = "Text to tokenize with the checkpoint's tokenizer.json (instead of --input-ids)." };
         var output = CliSupport.OutOption("self-contained HTML dashboard");
+        var quantisation = CliSupport.QuantisationOption();
         var command = new Command("dashboard", "Write a one-file offline HTML dashboard (attention, rollout, attribution, routing) for one input.")
         {
-            checkpoint, inputIds, text, output,
+            checkpoint, inputIds, text, output, quantisation,
         };
         command.SetAction(parse => CliSupport.Run(() =>
         {
-            using var ckpt = Checkpoint.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)));
+            using var ckpt = Checkpoint.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)),
+                new CheckpointLoadOptions { Quantisation = CliSupport.ParseQuantisation(parse.GetValue(quantisation)) });
             long[] ids = (parse.GetValue(inputIds), parse.GetValue(text)) switch
             {
                 ({ } s, null) => CliSupport.ParseIds(s),

@@ -17,15 +17,16 @@ public static class RolloutCommand
         var discard = new Option<double>("--discard-ratio") { Description = "Fraction of the lowest attention weights dropped per layer, in [0, 1) (default 0).", DefaultValueFactory = _ => 0 };
         var output = CliSupport.OutOption("safetensors: rollout [seq, seq] float32");
         var allowPickle = CliSupport.AllowPickleOption();
+        var quantisation = CliSupport.QuantisationOption();
         var command = new Command("rollout", "Attention rollout of one sequence (residual-augmented attention multiplied over layers).")
         {
-            checkpoint, inputIds, fusion, discard, output, allowPickle,
+            checkpoint, inputIds, fusion, discard, output, allowPickle, quantisation,
         };
         command.SetAction(parse => CliSupport.Run(() =>
         {
             var ids = CliSupport.ParseIds(parse.GetValue(inputIds)!);
             using var ckpt = Checkpoint.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)),
-                new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle) });
+                new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle), Quantisation = CliSupport.ParseQuantisation(parse.GetValue(quantisation)) });
             using var idTensor = tensor(ids, new long[] { 1, ids.Length });
             var result = AttentionRollout.Compute(ckpt.Model, idTensor, ArgumentParsers.ParseHeadFusion(parse.GetValue(fusion)!), parse.GetValue(discard));
             var outPath = parse.GetValue(output)!.FullName;

@@ -29,9 +29,10 @@ public static class SoakCommand
         var every = new Option<int>("--report-every") { Description = "Print RSS every N iterations (default 100; 0 = only warm-up and end).", DefaultValueFactory = _ => 100 };
         var threads = new Option<int>("--threads") { Description = "torch intra-op threads (default 1: small models run fastest on one thread).", DefaultValueFactory = _ => 1 };
         var allowPickle = CliSupport.AllowPickleOption();
+        var quantisation = CliSupport.QuantisationOption();
         var command = new Command("soak", "Loops forward + attribution and fails (exit 1) if native memory (RSS) grows by more than --max-growth-mb after 50 iterations.")
         {
-            checkpoint, iterations, maxGrowth, inputIds, every, threads, allowPickle,
+            checkpoint, iterations, maxGrowth, inputIds, every, threads, allowPickle, quantisation,
         };
         command.SetAction(parse => CliSupport.Run(() =>
         {
@@ -45,7 +46,7 @@ public static class SoakCommand
             if (nThreads < 1) throw new UsageException($"--threads must be at least 1, got {nThreads}");
             set_num_threads(nThreads);
             using var ckpt = Checkpoint.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)),
-                new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle) });
+                new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle), Quantisation = CliSupport.ParseQuantisation(parse.GetValue(quantisation)) });
             var text = parse.GetValue(inputIds);
             long[] ids = text is null
                 ? Enumerable.Range(1, Math.Min(16, ckpt.Config.MaxPositionEmbeddings)).Select(i => (long)(i % ckpt.Config.VocabSize)).ToArray()

@@ -28,11 +28,7 @@ public static class TraceCommand
             Description = "Print the hook point names this checkpoint's model offers (TransformerLens-style, in forward order), one per line, and exit; no --input-ids or --out needed.",
         };
         var allowPickle = CliSupport.AllowPickleOption();
-        var quantisation = new Option<string>("--quantisation")
-        {
-            Description = "official (default): simulate the FP8/FP4 activation rounding the official code does (DeepSeek-V3.2/V4); off: plain float.",
-            DefaultValueFactory = _ => "official",
-        };
+        var quantisation = CliSupport.QuantisationOption();
         var command = new Command("trace", "Run the traced forward and write logits, hidden states, attention probabilities and routing to safetensors.")
         {
             checkpoint, inputIds, output, listHooks, allowPickle, quantisation,
@@ -52,12 +48,7 @@ public static class TraceCommand
                 throw new UsageException("--input-ids is required: give comma-separated token ids, e.g. --input-ids 303,211,294 (or --list-hooks to list the hook points)");
             if (outFile is null)
                 throw new UsageException("--out is required: the safetensors file to write, e.g. --out trace.safetensors");
-            var q = parse.GetValue(quantisation) switch
-            {
-                "official" => Model.Modules.QuantisationSimulation.Official,
-                "off" => Model.Modules.QuantisationSimulation.Off,
-                var other => throw new UsageException($"--quantisation must be official or off, got '{other}'"),
-            };
+            var q = CliSupport.ParseQuantisation(parse.GetValue(quantisation));
             return Run(dir, sequences, outFile.FullName, parse.GetValue(allowPickle), q);
         }));
         return command;
@@ -79,10 +70,9 @@ public static class TraceCommand
         if (batch.Select(b => b.Length).Distinct().Count() > 1)
             throw new UsageException($"all --input-ids sequences must have the same length for one batch; got lengths {string.Join(", ", batch.Select(b => b.Length))}");
 
-        using var ckpt = Checkpoint.Load(checkpointDir, new CheckpointLoadOptions { AllowPickle = allowPickle });
+        using var ckpt = Checkpoint.Load(checkpointDir, new CheckpointLoadOptions { AllowPickle = allowPickle, Quantisation = quantisation });
         using var scope = NewDisposeScope();
         var ids = tensor(batch.SelectMany(b => b).ToArray(), new long[] { batch.Length, batch[0].Length });
-        ckpt.Model.Quantisation = quantisation;
         var writer = new SafetensorsWriter()
             .SetMetadata("checkpoint", checkpointDir)
             .SetMetadata("layout", ckpt.Layout.ToString())

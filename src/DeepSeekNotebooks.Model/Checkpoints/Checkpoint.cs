@@ -22,6 +22,11 @@ public sealed record CheckpointLoadOptions
     public bool AllowPickle { get; init; }
     /// <summary>Reports (tensors loaded, total) while weights are read.</summary>
     public IProgress<(int Done, int Total)>? Progress { get; init; }
+    /// <summary>
+    /// The activation rounding the loaded model simulates (<see cref="DeepSeekModel.Quantisation"/>): the official code's
+    /// FP8/FP4 rounding for DeepSeek-V3.2/V4 (default) or plain float; no effect on V2/V3.
+    /// </summary>
+    public Modules.QuantisationSimulation Quantisation { get; init; } = Modules.QuantisationSimulation.Official;
 }
 
 /// <summary>A problem with a checkpoint directory's contents (missing/unexpected tensors, wrong shapes, non-finite values, layout).</summary>
@@ -335,6 +340,7 @@ public sealed class Checkpoint : IDisposable
                 }
             }
             if (options.DType != ScalarType.Float32) model.to(options.DType);
+            model.Quantisation = options.Quantisation;
             return model;
         }
         catch

@@ -72,6 +72,30 @@ public class V32FidelityTests
         return result.ToArray();
     }
 
+    /// <summary>
+    /// <see cref="CheckpointLoadOptions.Quantisation"/> sets the loaded model's simulation: Off reproduces the official
+    /// code run without FP8 rounding (the noquant dump) and differs from the default, which reproduces the FP8 dump.
+    /// </summary>
+    [Fact]
+    public void LoadOptionsQuantisation_SelectsTheSimulation_TheDumpsWereMadeWith()
+    {
+        using var dir = new FixtureCheckpoint(CheckpointLayout.Official);
+        using var plain = Checkpoint.Load(dir.Directory, new CheckpointLoadOptions { Quantisation = QuantisationSimulation.Off });
+        using var official = Checkpoint.Load(dir.Directory);
+        Assert.Equal(QuantisationSimulation.Off, plain.Model.Quantisation);
+        Assert.Equal(QuantisationSimulation.Official, official.Model.Quantisation);
+        using var scope = NewDisposeScope();
+        var ids = V32KernelTests.Read("public.noquant.outputs.safetensors", "input_ids");
+        using (no_grad())
+        {
+            var off = plain.Model.forward(ids);
+            Assert.True(MaxAbs(off, V32KernelTests.Read("public.noquant.outputs.safetensors", "logits")) < 1e-5, "Quantisation = Off should reproduce the noquant dump");
+            var on = official.Model.forward(V32KernelTests.Read("public.outputs.safetensors", "input_ids"));
+            Assert.True(MaxAbs(on, V32KernelTests.Read("public.outputs.safetensors", "logits")) < 1e-5, "the default should reproduce the FP8 dump");
+            Assert.True(MaxAbs(official.Model.forward(ids), off) > 1e-4, "FP8 simulation on and off should give different logits on the same input");
+        }
+    }
+
     public static TheoryData<CheckpointLayout, string, QuantisationSimulation> Runs => new()
     {
         { CheckpointLayout.Official, "public.outputs.safetensors", QuantisationSimulation.Official },            // scale_fmt ue8m0 (ModelArgs)
