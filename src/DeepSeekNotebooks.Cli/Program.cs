@@ -44,6 +44,7 @@ public static class Program
         root.Subcommands.Add(SummarizeCommand.Create());
         root.Subcommands.Add(InitCommand.Create());
         root.Subcommands.Add(TokenizeCommand.Create());
+        root.Subcommands.Add(CaseStudyCommand.Create());
         return root;
     }
 }
