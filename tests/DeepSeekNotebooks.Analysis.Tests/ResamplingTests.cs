@@ -251,3 +251,37 @@ public class ResamplingTests
         Assert.Contains("NaN on bootstrap resample", e.Message);
     }
 }
+
+/// <summary>Divergences and recall/precision against scipy / scikit-learn values and hand-computed cases.</summary>
+public class DivergenceAndClassificationTests
+{
+    [Fact]
+    public void JensenShannon_AndKl_MatchScipy()
+    {
+        // scipy.spatial.distance.jensenshannon(p, q)**2 and scipy.stats.entropy(p, q), natural log
+        Assert.Equal(0.13226795898617857, Divergence.JensenShannon(new[] { 0.1, 0.4, 0.5, 0.0 }, new[] { 0.3, 0.3, 0.2, 0.2 }), 14);
+        Assert.Equal(0.24021341473676927, Divergence.KullbackLeibler(new[] { 0.1, 0.4, 0.5 }, new[] { 0.3, 0.3, 0.2 }), 14);
+        Assert.Equal(Math.Log(2), Divergence.JensenShannon(new[] { 1.0, 0 }, new[] { 0.0, 1 }), 14);     // disjoint supports: the maximum
+        Assert.Equal(0, Divergence.JensenShannon(new[] { 2.0, 6 }, new[] { 1.0, 3 }), 14);               // normalised first: equal
+        Assert.Equal(double.PositiveInfinity, Divergence.KullbackLeibler(new[] { 0.5, 0.5 }, new[] { 1.0, 0 }));
+        Assert.Contains("same", Assert.Throws<ArgumentException>(() => Divergence.JensenShannon(new[] { 1.0 }, new[] { 0.5, 0.5 })).Message);
+        Assert.Contains("no mass", Assert.Throws<ArgumentException>(() => Divergence.JensenShannon(new[] { 0.0, 0 }, new[] { 0.5, 0.5 })).Message);
+    }
+
+    [Fact]
+    public void RecallAndPrecision_HandComputed()
+    {
+        // scores ≥ 0.5 flagged: rows 0, 2, 3 flagged; positives 0, 1, 3 → TP 2 (0, 3), FP 1 (2), FN 1 (1), TN 1 (4)
+        double[] s = { 0.9, 0.2, 0.6, 0.5, 0.1 };
+        bool[] y = { true, true, false, true, false };
+        var c = BinaryClassification.Confusion(s, y, 0.5);
+        Assert.Equal(new ConfusionCounts(2, 1, 1, 1), c);
+        Assert.Equal(2.0 / 3, c.Recall, 14);
+        Assert.Equal(2.0 / 3, c.Precision, 14);
+        Assert.Equal(0.6, c.Accuracy, 14);
+        var sub = BinaryClassification.Confusion(s, y, 0.5, rows: new[] { 1, 1, 4 });   // rows may repeat (bootstrap)
+        Assert.Equal(new ConfusionCounts(0, 0, 2, 1), sub);
+        Assert.Equal(0, sub.Recall);
+        Assert.True(double.IsNaN(sub.Precision));   // nothing flagged
+    }
+}
