@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using DeepSeekNotebooks.Training.CaseStudies;
 using DeepSeekNotebooks.Training.CaseStudies.Imaging;
+using DeepSeekNotebooks.Training.CaseStudies.Fraud;
 
 namespace DeepSeekNotebooks.Cli.Commands;
 
@@ -18,6 +19,7 @@ public static class CaseStudyCommand
     internal static readonly Dictionary<string, Builder> Builders = new(StringComparer.Ordinal)
     {
         [ImagingCaseStudy.Name] = BuildImaging,
+        [FraudCaseStudy.Name] = FraudCaseStudyBuilder.Build,
     };
 
     public static Command Create()
