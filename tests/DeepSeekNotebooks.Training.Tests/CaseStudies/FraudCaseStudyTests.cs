@@ -240,14 +240,15 @@ public class BundledFraudClassifierTests
         var flagged = Enumerable.Range(0, shortcut.Count).Where(i => p[i] >= 0.5).ToArray();
         var with = flagged.Where(i => shortcut[i].Fact("shortcut_device") == 1).Take(30).ToArray();
         var without = flagged.Where(i => shortcut[i].Fact("shortcut_device") == 0).Take(30).ToArray();
-        bool DeviceTop(int i)
-        {
-            var (perField, _, _) = FraudAnalysis.FieldAttribution(classifier, shortcut[i]);
-            return Array.IndexOf(perField, perField.Max()) == (int)TransactionField.Device;
-        }
+        bool DeviceTop(int i) => FraudAnalysis.Top(FraudAnalysis.Attribute(classifier, shortcut[i]).PerField) == (int)TransactionField.Device;
         double shareWith = with.Average(i => DeviceTop(i) ? 1.0 : 0.0), shareWithout = without.Average(i => DeviceTop(i) ? 1.0 : 0.0);
-        Assert.True(shareWith >= 0.4, $"device top-attributed in {shareWith:P0} of flagged accounts carrying dev:7f3a");
-        Assert.True(shareWithout <= 0.15, $"device top-attributed in {shareWithout:P0} of flagged accounts without it: attribution follows no planted cause");
+        Assert.True(shareWith >= 0.4, $"IG: device top-attributed in {shareWith:P0} of flagged accounts carrying dev:7f3a");
+        Assert.True(shareWithout <= 0.15, $"IG: device top-attributed in {shareWithout:P0} of flagged accounts without it: attribution follows no planted cause");
+        // Field ablation (an intervention, no gradients) agrees on the planted fingerprint.
+        var ablation = FraudAnalysis.FieldAblation(classifier, with.Concat(without).Select(i => shortcut[i]).ToArray());
+        double ablWith = ablation.Take(with.Length).Average(a => FraudAnalysis.Top(a) == (int)TransactionField.Device ? 1.0 : 0.0);
+        double ablWithout = ablation.Skip(with.Length).Average(a => FraudAnalysis.Top(a) == (int)TransactionField.Device ? 1.0 : 0.0);
+        Assert.True(ablWith >= 0.4 && ablWithout <= 0.15, $"ablation: device top in {ablWith:P0} with dev:7f3a, {ablWithout:P0} without");
         var shuffled = FraudAnalysis.FraudProbability(classifier, FraudFeatures.ShuffleLatestDevice(shortcut, seed: 1));
         var change = Resampling.Bootstrap(shortcut.Count, rows => FraudAnalysis.Confusion(shuffled, shortcut, rows: rows).Recall - FraudAnalysis.Confusion(p, shortcut, rows: rows).Recall,
             resamples: 500, seed: 4);

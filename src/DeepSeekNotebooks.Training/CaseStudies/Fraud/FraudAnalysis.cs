@@ -6,6 +6,13 @@ using static TorchSharp.torch;
 
 namespace DeepSeekNotebooks.Training.CaseStudies.Fraud;
 
+/// <summary>Integrated Gradients of one example summed per field (<see cref="FraudAnalysis.Attribute"/>).</summary>
+/// <param name="PerField">Attribution per <see cref="TransactionField"/>.</param>
+/// <param name="PerPosition">Attribution per input position (and [CLS]).</param>
+/// <param name="Delta">Convergence delta Σ attributions − (F(input) − F(baseline)).</param>
+/// <param name="RelativeDelta">|Delta| / |F(input) − F(baseline)|.</param>
+public sealed record FieldAttribution(double[] PerField, double[] PerPosition, double Delta, double RelativeDelta);
+
 /// <summary>The [CLS] row of every head's attention for a set of examples: <c>Row(head, example)</c> is a distribution over the input positions and [CLS].</summary>
 public sealed class ClsAttention
 {
@@ -64,14 +71,69 @@ public static class FraudAnalysis
     /// <summary>
     /// Integrated Gradients of the fraud log-odds (logit[fraud] − logit[legitimate] at [CLS]) for one example, summed per
     /// token and then per <see cref="TransactionField"/>. The baseline is the [CLS] token's embedding at every position
-    /// (a token that carries no transaction field); <paramref name="nSteps"/> Gauss–Legendre steps.
+    /// (a token that carries no transaction field); <paramref name="nSteps"/> Gauss–Legendre steps. The relative
+    /// convergence delta |Σ attributions − (F(input) − F(baseline))| / |F(input) − F(baseline)| says how far completeness
+    /// fails: the top-k routing is piecewise constant along the path, so its jumps are invisible to the gradients.
     /// </summary>
-    public static (double[] PerField, double[] PerPosition, double Delta) FieldAttribution(CaseStudyClassifier classifier, CaseStudyExample example, int nSteps = 24)
+    public static FieldAttribution Attribute(CaseStudyClassifier classifier, CaseStudyExample example, int nSteps = 32)
     {
         using var ids = classifier.InputIds(example);
         var r = IntegratedGradients.Attribute(classifier.Model, ids, classifier.LogOdds(), Baseline.Token(classifier.Vocabulary.ClsToken), nSteps);
         var perPosition = r.TokenSums.Select(v => (double)v).ToArray();
-        return (FraudFeatures.PerField(perPosition), perPosition, r.ConvergenceDelta ?? double.NaN);
+        double delta = r.ConvergenceDelta ?? double.NaN, span = (r.FInput ?? double.NaN) - (r.FBaseline ?? double.NaN);
+        return new FieldAttribution(FraudFeatures.PerField(perPosition), perPosition, delta, Math.Abs(delta) / Math.Max(Math.Abs(span), 1e-12));
+    }
+
+    /// <summary>
+    /// Field ablation (Captum's <c>FeatureAblation</c> with one feature group per field): the fraud log-odds of the example
+    /// minus the log-odds with every token of one field replaced by [CLS] — <c>[example][field]</c>, positive when the
+    /// field pushes towards fraud. An intervention, so no completeness to fail; it does not add up across fields.
+    /// </summary>
+    public static double[][] FieldAblation(CaseStudyClassifier classifier, IReadOnlyList<CaseStudyExample> examples)
+    {
+        var fields = FraudFeatures.Fields;
+        var variants = new List<CaseStudyExample>(examples.Count * (fields.Length + 1));
+        foreach (var e in examples)
+        {
+            variants.Add(e);
+            foreach (var f in fields)
+            {
+                var tokens = (int[])e.Tokens.Clone();
+                for (int p = 0; p < tokens.Length; p++) if (TransactionGenerator.FieldAt(p) == f) tokens[p] = -1;
+                variants.Add(e with { Tokens = tokens });
+            }
+        }
+        // [CLS] is not an input token, so the ablated sequences are built here rather than through the vocabulary check.
+        var logOdds = new double[variants.Count];
+        using (no_grad())
+            for (int start = 0; start < variants.Count; start += 128)
+            {
+                using var scope = NewDisposeScope();
+                var chunk = variants.Skip(start).Take(128).ToArray();
+                int len = TransactionGenerator.Length + 1;
+                var flat = new long[chunk.Length * len];
+                for (int i = 0; i < chunk.Length; i++)
+                {
+                    for (int p = 0; p < len - 1; p++) flat[i * len + p] = chunk[i].Tokens[p] < 0 ? classifier.Vocabulary.ClsToken : chunk[i].Tokens[p];
+                    flat[i * len + len - 1] = classifier.Vocabulary.ClsToken;
+                }
+                var logits = classifier.Model.forward(tensor(flat, new long[] { chunk.Length, len }));
+                var cls = ClassificationObjective.ClassLogits(logits, classifier.Vocabulary).to(float64).contiguous().data<double>().ToArray();
+                for (int i = 0; i < chunk.Length; i++) logOdds[start + i] = cls[i * 2 + 1] - cls[i * 2];
+            }
+        return Enumerable.Range(0, examples.Count).Select(i =>
+        {
+            int b = i * (fields.Length + 1);
+            return fields.Select((_, f) => logOdds[b] - logOdds[b + 1 + f]).ToArray();
+        }).ToArray();
+    }
+
+    /// <summary>The index of the largest value (the first on ties): the top-attributed field.</summary>
+    public static int Top(IReadOnlyList<double> scores)
+    {
+        int best = 0;
+        for (int i = 1; i < scores.Count; i++) if (scores[i] > scores[best]) best = i;
+        return best;
     }
 
     /// <summary>The [CLS] attention row of every head for <paramref name="examples"/> (batches of <paramref name="batchSize"/>).</summary>
