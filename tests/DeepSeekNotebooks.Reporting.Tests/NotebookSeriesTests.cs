@@ -112,6 +112,7 @@ public class NotebookSeriesTests : IClassFixture<DefaultSeriesFixture>, IClassFi
         ["05-expert-diagnostics"] = 10,
         ["06-surrogate-tree"] = 4,
         ["07-representations"] = 7,
+        ["08-medical-imaging"] = 11,
         ["10-your-own-checkpoint"] = 2,
     };
 
@@ -380,6 +381,9 @@ internal static class StatedValues
                 Assert.InRange(o.Value("eta_max"), 0, 1);
                 Assert.InRange(o.Value("pca_top3_max"), 0, 1 + 1e-9);
                 break;
+            case "08-medical-imaging":
+                MedicalImagingNotebookTests.CheckAnyCheckpoint(o);
+                break;
             case "10-your-own-checkpoint":
                 Assert.InRange(o.Value("golden_logits_max_error"), 0, 1e-4);   // README: logits, hidden states, attention within 1e-4
                 Assert.InRange(o.Value("golden_hidden_max_error"), 0, 1e-4);
@@ -415,6 +419,9 @@ internal static class StatedValues
             case "06-surrogate-tree":
                 Assert.True(o.Value("best_test_fidelity") > o.Value("majority_test_fidelity") + 0.05,
                     "the token features explain the trained router clearly better than the majority expert");
+                break;
+            case "08-medical-imaging":
+                MedicalImagingNotebookTests.CheckPlantedTruth(o);
                 break;
             case "10-your-own-checkpoint":
                 Assert.InRange(o.Value("ig_relative_delta"), 0, 0.05);
