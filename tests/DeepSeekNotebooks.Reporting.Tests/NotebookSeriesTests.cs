@@ -113,6 +113,7 @@ public class NotebookSeriesTests : IClassFixture<DefaultSeriesFixture>, IClassFi
         ["06-surrogate-tree"] = 4,
         ["07-representations"] = 7,
         ["08-medical-imaging"] = 11,
+        ["09-financial-fraud"] = 11,
         ["10-your-own-checkpoint"] = 2,
     };
 
@@ -384,6 +385,9 @@ internal static class StatedValues
             case "08-medical-imaging":
                 MedicalImagingNotebookTests.CheckAnyCheckpoint(o);
                 break;
+            case "09-financial-fraud":
+                FinancialFraudNotebookTests.CheckAnyCheckpoint(o);
+                break;
             case "10-your-own-checkpoint":
                 Assert.InRange(o.Value("golden_logits_max_error"), 0, 1e-4);   // README: logits, hidden states, attention within 1e-4
                 Assert.InRange(o.Value("golden_hidden_max_error"), 0, 1e-4);
@@ -422,6 +426,9 @@ internal static class StatedValues
                 break;
             case "08-medical-imaging":
                 MedicalImagingNotebookTests.CheckPlantedTruth(o);
+                break;
+            case "09-financial-fraud":
+                FinancialFraudNotebookTests.CheckPlantedTruth(o);
                 break;
             case "10-your-own-checkpoint":
                 Assert.InRange(o.Value("ig_relative_delta"), 0, 0.05);
