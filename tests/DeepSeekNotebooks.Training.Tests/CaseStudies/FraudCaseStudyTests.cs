@@ -273,4 +273,20 @@ public class BundledFraudClassifierTests
         var w = biased.ExpertWeights(1).data<float>().ToArray();
         Assert.All(w.Chunk(2), pair => Assert.Equal(1.0, pair[0] + pair[1], 5));
     }
+
+    [Fact]
+    public void Top_one_routing_through_the_hook_points_gives_the_first_expert_all_the_weight()
+    {
+        var data = FraudCaseStudy.Load(Dir);
+        using var classifier = CaseStudyClassifier.Load(Path.Combine(Dir, CaseStudyData.ClassifierFolder));
+        var ex = data.Split(CaseStudySplits.Test).Take(8).ToArray();
+        using var ids = ClassifierTrainer.InputIds(ex, classifier.Vocabulary);
+        using var plain = classifier.Model.RunWithCache(ids, new TraceOptions { Routing = true, HiddenStates = true });
+        using var top1 = classifier.Model.RunWithCache(ids, new TraceOptions { Routing = true, HiddenStates = true, Hooks = FraudAnalysis.TopOne(new[] { 0 }) });
+        var w = top1.ExpertWeights(0).data<float>().ToArray();
+        Assert.All(w.Chunk(2), pair => { Assert.Equal(1.0, pair[0], 5); Assert.Equal(0.0, pair[1]); });   // normalised sigmoid weights sum to 1
+        Assert.Equal(plain.ExpertIndices(0).data<long>().ToArray(), top1.ExpertIndices(0).data<long>().ToArray());   // same experts chosen
+        // The block's output changed (the second expert no longer contributes); with the weights restored it would not.
+        Assert.True((plain.Hidden(0) - top1.Hidden(0)).abs().max().item<float>() > 1e-4f);
+    }
 }

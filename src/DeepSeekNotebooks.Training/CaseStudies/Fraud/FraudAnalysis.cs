@@ -222,4 +222,23 @@ public static class FraudAnalysis
         }
         return hooks;
     }
+
+    /// <summary>
+    /// Another routing strategy through the hook points: top-1 instead of top-k — at <c>blocks.{L}.moe.weights</c> of the
+    /// given layers the whole routed weight (their sum) goes to the first chosen expert (the highest selection score) and
+    /// the others get 0, so each token is served by one routed expert (plus the shared ones), as with
+    /// <c>num_experts_per_tok = 1</c> and the same gate.
+    /// </summary>
+    public static IReadOnlyDictionary<string, HookFunction> TopOne(IEnumerable<int> layers)
+    {
+        var hooks = new Dictionary<string, HookFunction>();
+        foreach (var layer in layers)
+            hooks[HookPoints.ExpertWeights(layer)] = (weights, _) =>
+            {
+                var first = zeros_like(weights);
+                first.select(1, 0).copy_(weights.sum(-1));
+                return first;
+            };
+        return hooks;
+    }
 }
