@@ -27,7 +27,7 @@ public class FinancialFraudNotebookTests
             var outcome = (await SeriesRun.RunAsync(null, dir))[Name];
             Assert.True(outcome.Report.Run.Status == NotebookStatus.Succeeded, outcome.Describe());
             Assert.Empty(outcome.Errors);
-            Assert.True(outcome.Charts >= 11, $"{outcome.Charts} chart outputs, expected at least 11");
+            Assert.True(outcome.Charts >= 13, $"{outcome.Charts} chart outputs, expected at least 13");
             CheckAnyCheckpoint(outcome);
             CheckPlantedTruth(outcome);
         }
@@ -46,6 +46,7 @@ public class FinancialFraudNotebookTests
         Assert.InRange(o.Value("heads_drifting"), 0, o.Value("heads"));
         Assert.True(o.Value("min_head_p") >= 1.0 / 1000, "permutation p-values count the observed split (Phipson & Smyth): ≥ 1/(999 + 1)");
         Assert.InRange(o.Value("strategy_recall_relative"), o.Value("strategy_recall_relative_lower"), o.Value("strategy_recall_relative_upper"));
+        Assert.InRange(o.Value("top1_recall_relative"), o.Value("top1_recall_relative_lower"), o.Value("top1_recall_relative_upper"));
         Assert.Equal(2, o.Value("moe_layers"));                                          // the classifier's two MoE blocks
         Assert.True(o.Value("parameters_other") != o.Value("parameters_classifier"), "the latency comparison spans two model sizes");
     }

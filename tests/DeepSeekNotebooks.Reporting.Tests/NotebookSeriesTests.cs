@@ -113,7 +113,7 @@ public class NotebookSeriesTests : IClassFixture<DefaultSeriesFixture>, IClassFi
         ["06-surrogate-tree"] = 4,
         ["07-representations"] = 7,
         ["08-medical-imaging"] = 11,
-        ["09-financial-fraud"] = 11,
+        ["09-financial-fraud"] = 13,
         ["10-your-own-checkpoint"] = 2,
     };
 
