@@ -51,7 +51,7 @@ public static class BundledModel
             $"the bundled corpus data/corpus/{Corpus.CorpusFile.FileName} was not found above {Directory.GetCurrentDirectory()} (generate it with `train --generate-corpus`)");
 
     /// <summary>The first <c>&lt;ancestor&gt;/relative</c> that exists (holding <paramref name="requiredFile"/> when given).</summary>
-    private static string? FindInRepository(string relative, string? requiredFile = null)
+    internal static string? FindInRepository(string relative, string? requiredFile = null)
     {
         foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
         {

@@ -112,6 +112,8 @@ public class NotebookSeriesTests : IClassFixture<DefaultSeriesFixture>, IClassFi
         ["05-expert-diagnostics"] = 10,
         ["06-surrogate-tree"] = 4,
         ["07-representations"] = 13,   // + DLA by block/head/expert, per-head patching, induction scores and loss
+        ["08-medical-imaging"] = 11,
+        ["09-financial-fraud"] = 13,
         ["10-your-own-checkpoint"] = 2,
     };
 
@@ -406,6 +408,12 @@ internal static class StatedValues
                     Assert.Equal(1, o.Value("generate_greedy_first_is_argmax"));
                 }
                 break;
+            case "08-medical-imaging":
+                MedicalImagingNotebookTests.CheckAnyCheckpoint(o);
+                break;
+            case "09-financial-fraud":
+                FinancialFraudNotebookTests.CheckAnyCheckpoint(o);
+                break;
             case "10-your-own-checkpoint":
                 Assert.InRange(o.Value("golden_logits_max_error"), 0, 1e-4);   // README: logits, hidden states, attention within 1e-4
                 Assert.InRange(o.Value("golden_hidden_max_error"), 0, 1e-4);
@@ -442,6 +450,12 @@ internal static class StatedValues
             case "06-surrogate-tree":
                 Assert.True(o.Value("best_test_fidelity") > o.Value("majority_test_fidelity") + 0.05,
                     "the token features explain the trained router clearly better than the majority expert");
+                break;
+            case "08-medical-imaging":
+                MedicalImagingNotebookTests.CheckPlantedTruth(o);
+                break;
+            case "09-financial-fraud":
+                FinancialFraudNotebookTests.CheckPlantedTruth(o);
                 break;
             case "10-your-own-checkpoint":
                 Assert.InRange(o.Value("ig_relative_delta"), 0, 0.05);
