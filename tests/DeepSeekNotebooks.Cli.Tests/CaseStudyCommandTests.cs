@@ -15,13 +15,13 @@ public class CaseStudyCommandTests : IDisposable
         try { Directory.Delete(_tmp, recursive: true); } catch (IOException) { }
     }
 
-    private static (int Code, string Out, string Err) CaseStudy(string name, string outDir, long? seed = null, string? modelSeeds = null, int? steps = null)
+    private static (int Code, string Out, string Err) CaseStudy(string name, string outDir, long? seed = null, string? modelSeeds = null, int? steps = null, bool permuted = false)
     {
         var o = new StringWriter();
         var e = new StringWriter();
         var saved = Console.Error;
         Console.SetError(e);
-        try { return (CliSupport.Run(() => CaseStudyCommand.Run(name, outDir, seed, modelSeeds, steps, o)), o.ToString(), e.ToString()); }
+        try { return (CliSupport.Run(() => CaseStudyCommand.Run(name, outDir, seed, modelSeeds, steps, o, permuted)), o.ToString(), e.ToString()); }
         finally { Console.SetError(saved); }
     }
 
@@ -29,7 +29,7 @@ public class CaseStudyCommandTests : IDisposable
     public void Imaging_writes_the_shipped_data_and_a_classifier_per_seed()
     {
         var dir = Path.Combine(_tmp, "imaging");
-        var (code, output, err) = CaseStudy("imaging", dir, modelSeeds: "1, 7", steps: 2);
+        var (code, output, err) = CaseStudy("imaging", dir, modelSeeds: "1, 7", steps: 2, permuted: true);
         Assert.True(code == 0, err);
         var shipped = JsonNode.Parse(File.ReadAllText(Path.Combine(ReportTestSupport.RepoRoot, "data", "case-studies", "imaging", CaseStudyDataset.ManifestFile)))!;
         var written = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, CaseStudyDataset.ManifestFile)))!;
@@ -43,6 +43,11 @@ public class CaseStudyCommandTests : IDisposable
         }
         Assert.Contains("wrote ", output);
         Assert.Contains("classifier-seed7", output);
+        // --permuted-labels: the first seed's recipe on permuted train labels (data randomisation), recorded in training.json.
+        var permutedTraining = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "classifier-permuted-labels", ClassifierTrainer.TrainingFile)))!;
+        Assert.Equal(1, permutedTraining["permuted_labels_seed"]!.GetValue<long>());
+        Assert.Equal(1, permutedTraining["seed"]!.GetValue<long>());
+        Assert.Equal(2, permutedTraining["steps"]!.GetValue<int>());
     }
 
     [Fact]
@@ -57,6 +62,10 @@ public class CaseStudyCommandTests : IDisposable
         (code, _, err) = CaseStudy("imaging", Path.Combine(_tmp, "z"), steps: 0);
         Assert.Equal(2, code);
         Assert.Contains("--steps must be >= 1, got 0", err);
+        (code, _, err) = CaseStudy("fraud", Path.Combine(_tmp, "w"), permuted: true);
+        Assert.Equal(2, code);
+        Assert.Contains("--permuted-labels is offered for the imaging case study only, not fraud", err);
+        Assert.False(Directory.Exists(Path.Combine(_tmp, "w")));
         Assert.False(Directory.Exists(Path.Combine(_tmp, "x")) || Directory.Exists(Path.Combine(_tmp, "y")) || Directory.Exists(Path.Combine(_tmp, "z")));
     }
 }

@@ -86,6 +86,7 @@ public class MoeSanityCommandTests : IDisposable
     [Theory]
     [InlineData("--methods", "ig,ig")]
     [InlineData("--methods", "magic")]
+    [InlineData("--methods", "ig,layer-ig")]                               // a layer method attributes to a block output
     [InlineData("--checks", "all")]
     [InlineData("--random-orders", "-1")]
     public void Sanity_BadOptions_AreUsageErrors_AndWriteNothing(params string[] extra)

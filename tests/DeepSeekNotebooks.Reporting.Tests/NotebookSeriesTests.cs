@@ -112,7 +112,7 @@ public class NotebookSeriesTests : IClassFixture<DefaultSeriesFixture>, IClassFi
         ["05-expert-diagnostics"] = 10,
         ["06-surrogate-tree"] = 4,
         ["07-representations"] = 13,   // + DLA by block/head/expert, per-head patching, induction scores and loss
-        ["08-medical-imaging"] = 11,
+        ["08-medical-imaging"] = 12,   // + data randomisation (Adebayo et al. 2018 §4.2)
         ["09-financial-fraud"] = 13,
         ["10-your-own-checkpoint"] = 2,
     };

@@ -49,6 +49,15 @@ public static class AttributionMethods
     /// <summary>Every method, in declaration order.</summary>
     public static IReadOnlyList<AttributionMethod> All { get; } = Table.Select(t => t.Method).ToArray();
 
+    /// <summary>
+    /// The methods that explain the target by the input tokens' embeddings: every method except the layer methods
+    /// (<see cref="AttributionMethod.LayerIntegratedGradients"/>, <see cref="AttributionMethod.LayerConductance"/>), which
+    /// attribute to a block's output and need <see cref="AttributionOptions.Layer"/>. The default set of the sanity checks
+    /// and the deletion/insertion curves.
+    /// </summary>
+    public static IReadOnlyList<AttributionMethod> InputAttribution { get; } =
+        All.Where(m => m is not (AttributionMethod.LayerIntegratedGradients or AttributionMethod.LayerConductance)).ToArray();
+
     /// <summary>The saved name of <paramref name="method"/>: <c>integrated_gradients</c>, <c>saliency</c>, <c>input_x_gradient</c>,
     /// <c>smoothgrad</c>, <c>occlusion</c>, <c>attention_x_gradient</c>, <c>layer_integrated_gradients</c>, <c>layer_conductance</c>
     /// or <c>feature_ablation</c>.</summary>

@@ -158,7 +158,7 @@ public static class Faithfulness
     public static FaithfulnessReport Run(DeepSeekModel model, Tensor inputIds, AttributionTarget? target = null, IReadOnlyList<AttributionMethod>? methods = null,
         AttributionOptions? options = null, int randomOrders = 20, long seed = 0)
     {
-        methods ??= AttributionMethods.All;
+        methods ??= AttributionMethods.InputAttribution;
         if (methods.Count == 0) throw new ArgumentException("give at least one attribution method", nameof(methods));
         var results = methods.Select(m => Attributor.Run(m, model, inputIds, target, options)).ToArray();
         var t = target ?? AttributionTarget.Logit(results[0].Target.Position, results[0].Target.TokenId);

@@ -97,7 +97,8 @@ public sealed record SanityCheckReport
 /// methods attribute to the embeddings, so re-drawing them would change the input being explained rather than the
 /// model. With tied embeddings the head stage re-draws only the final norm. Every method is recomputed on each copy for
 /// the same target token and compared with its map on the trained model.</para>
-/// <para><b>Data randomisation</b> (retraining on permuted labels) is not run here: for a language model it means
+/// <para><b>Data randomisation</b> (retraining on permuted labels) is <see cref="DataRandomisation"/>, for models the
+/// caller trained on permuted labels (the imaging case study ships one). It is not run here: for a language model it means
 /// retraining on a corpus with shuffled next tokens, which the kit's trainer does in minutes per stage, not seconds.
 /// <see cref="RandomisationKind.Target"/> stands in for it on the trained model: explain a different, randomly drawn
 /// target token; a method whose map stays the same explains the input, not the label — the dependence on the label
@@ -117,7 +118,7 @@ public static class SanityChecks
         AttributionOptions? options = null, long seed = 0, int topK = 3, int randomTargets = 2)
     {
         ArgumentNullException.ThrowIfNull(model);
-        methods ??= AttributionMethods.All;
+        methods ??= AttributionMethods.InputAttribution;
         if (methods.Count == 0) throw new ArgumentException("give at least one attribution method", nameof(methods));
         if (topK < 1) throw new ArgumentException($"topK must be at least 1, got {topK}", nameof(topK));
         if (randomTargets < 0) throw new ArgumentException($"randomTargets must be ≥ 0, got {randomTargets}", nameof(randomTargets));

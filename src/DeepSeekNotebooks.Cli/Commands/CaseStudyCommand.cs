@@ -29,19 +29,25 @@ public static class CaseStudyCommand
         var seed = new Option<long?>("--seed") { Description = "Data generator seed (default: the bundled data's seed)." };
         var modelSeeds = new Option<string?>("--model-seeds") { Description = "Comma-separated training seeds; the first is classifier/, the others classifier-seed{N}/ (default 1,2,3)." };
         var steps = new Option<int?>("--steps") { Description = "Optimizer steps per classifier (default: the bundled recipe's)." };
+        var permuted = new Option<bool>("--permuted-labels")
+        {
+            Description = "imaging only: also train the first seed's recipe on permuted train labels into classifier-permuted-labels/ (the data-randomisation sanity check of Adebayo et al. 2018; 1500 steps unless --steps is given).",
+        };
         var command = new Command("case-study", "Regenerate a case study's data (manifest, data card) and retrain its classifier(s).")
         {
-            name, outDir, seed, modelSeeds, steps,
+            name, outDir, seed, modelSeeds, steps, permuted,
         };
         command.SetAction(parse => CliSupport.Run(() =>
-            Run(parse.GetValue(name)!, parse.GetValue(outDir)!.FullName, parse.GetValue(seed), parse.GetValue(modelSeeds), parse.GetValue(steps), Console.Out)));
+            Run(parse.GetValue(name)!, parse.GetValue(outDir)!.FullName, parse.GetValue(seed), parse.GetValue(modelSeeds), parse.GetValue(steps), Console.Out, parse.GetValue(permuted))));
         return command;
     }
 
-    internal static int Run(string name, string outDir, long? seed, string? modelSeeds, int? steps, TextWriter log)
+    internal static int Run(string name, string outDir, long? seed, string? modelSeeds, int? steps, TextWriter log, bool permutedLabels = false)
     {
         if (!Builders.TryGetValue(name, out var build))
             throw new UsageException($"unknown case study '{name}': use one of {string.Join(", ", Builders.Keys)}");
+        if (permutedLabels && name != ImagingCaseStudy.Name)
+            throw new UsageException($"--permuted-labels is offered for the {ImagingCaseStudy.Name} case study only, not {name}");
         long[]? seeds = null;
         if (modelSeeds is not null)
         {
@@ -50,7 +56,14 @@ public static class CaseStudyCommand
             if (seeds.Length == 0) throw new UsageException("--model-seeds needs at least one seed, e.g. 1");
         }
         if (steps is < 1) throw new UsageException($"--steps must be >= 1, got {steps}");
-        try { return build(outDir, seed, seeds, steps, log); }
+        try
+        {
+            int rc = build(outDir, seed, seeds, steps, log);
+            if (rc != 0 || !permutedLabels) return rc;
+            var r = ImagingCaseStudy.TrainPermutedLabels(outDir, seeds?[0] ?? ImagingCaseStudy.DefaultModelSeeds[0], 1, steps ?? ImagingCaseStudy.PermutedLabelsSteps);
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {r.OutputDirectory} (permuted train labels): validation accuracy {r.ValidationAccuracy:P1}, trained in {r.TrainSeconds:F1} s"));
+            return 0;
+        }
         catch (CaseStudyException e)
         {
             Console.Error.WriteLine($"error: {e.Message}");

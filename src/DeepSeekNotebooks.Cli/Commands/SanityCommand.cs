@@ -20,7 +20,7 @@ public static class SanityCommand
         var inputIds = new Option<string>("--input-ids") { Description = "Comma-separated token ids of one sequence.", Required = true };
         var methods = new Option<string>("--methods")
         {
-            Description = "Comma-separated methods: ig, saliency, inputxgrad, smoothgrad, occlusion, attnxgrad (default: all).",
+            Description = "Comma-separated input-attribution methods: ig, saliency, inputxgrad, smoothgrad, occlusion, attnxgrad, feature-ablation (default: all of them; the layer methods attribute to a block output and are refused).",
         };
         var position = new Option<int>("--target-position")
         {
@@ -47,7 +47,7 @@ public static class SanityCommand
         command.SetAction(parse => CliSupport.Run(() =>
         {
             var ids = CliSupport.ParseIds(parse.GetValue(inputIds)!);
-            var list = parse.GetValue(methods) is { } m ? ParseMethods(m) : AttributionMethods.All.ToArray();
+            var list = parse.GetValue(methods) is { } m ? ParseMethods(m) : AttributionMethods.InputAttribution.ToArray();
             int steps = parse.GetValue(nSteps), orders = parse.GetValue(randomOrders);
             if (steps < 1) throw new UsageException($"--n-steps must be at least 1, got {steps}");
             if (orders < 0) throw new UsageException($"--random-orders must be ≥ 0, got {orders}");
@@ -85,6 +85,9 @@ public static class SanityCommand
         var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         if (parts.Length == 0) throw new UsageException("--methods is empty: give comma-separated methods, e.g. --methods ig,saliency,occlusion");
         var r = parts.Select(p => ArgumentParsers.ParseAttributionMethod(p, "--methods")).ToArray();
+        var layerMethods = r.Where(x => !AttributionMethods.InputAttribution.Contains(x)).ToArray();
+        if (layerMethods.Length > 0)
+            throw new UsageException($"--methods: {layerMethods[0].Name()} attributes to a block's output, not to the input tokens the checks perturb; use input methods: {string.Join(", ", AttributionMethods.InputAttribution.Select(x => x.Name()))}");
         var dup = r.GroupBy(x => x).FirstOrDefault(g => g.Count() > 1);
         if (dup is not null) throw new UsageException($"--methods names {dup.Key.Name()} twice; give each method once");
         return r;

@@ -57,6 +57,13 @@ public sealed record ClassifierTrainingOptions
     /// <summary>Validation accuracy every this many steps (and at the last).</summary>
     public int EvalEvery { get; init; } = 50;
     public int Threads { get; init; } = 1;
+    /// <summary>
+    /// Data randomisation (Adebayo et al. 2018, "Sanity Checks for Saliency Maps", §4): when set, the train split's labels
+    /// are randomly permuted with this seed before training (the inputs, the label frequencies and the recipe stay the
+    /// same), so the model can only memorise; explanations of such a model should differ from those of the model trained
+    /// on the true labels. Validation accuracy is still measured against the true labels. Null (default): true labels.
+    /// </summary>
+    public long? PermuteLabelsSeed { get; init; }
 
     public void Validate(CaseStudyVocabulary vocabulary, int sequenceLength)
     {
@@ -115,6 +122,7 @@ public static class ClassifierTrainer
         data.Validate();
         var train = data.Split(CaseStudySplits.Train);
         var validation = data.Split(CaseStudySplits.Validation);
+        var trainLabels = TrainLabels(train, options.PermuteLabelsSeed);
         int length = train[0].Tokens.Length;
         var odd = data.Examples.FirstOrDefault(e => e.Tokens.Length != length);
         if (odd is not null) throw new CaseStudyException($"{data.Name}: every example must have {length} tokens (a fixed-length input); {odd.Id} has {odd.Tokens.Length}");
@@ -137,13 +145,14 @@ public static class ClassifierTrainer
             {
                 double lr = LearningRateSchedule.At(step, options.Steps, options.LearningRate, options.WarmupSteps, options.MinLearningRateRatio);
                 foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
-                var batch = Enumerable.Range(0, options.BatchSize).Select(_ => train[order.Next(train.Count)]).ToArray();
+                var picks = Enumerable.Range(0, options.BatchSize).Select(_ => order.Next(train.Count)).ToArray();
+                var batch = picks.Select(i => train[i]).ToArray();
                 double loss, ce, bal, gradNorm, acc;
                 var loads = new Dictionary<int, double[]>();
                 using (var scope = NewDisposeScope())
                 {
                     var ids = InputIds(batch, data.Vocabulary);
-                    var labels = tensor(batch.Select(e => (long)e.Label).ToArray());
+                    var labels = tensor(picks.Select(i => (long)trainLabels[i]).ToArray());
                     using var trace = model.RunWithCache(ids, TrainingTrace);
                     var classLoss = ClassificationObjective.Loss(trace.Logits, labels, data.Vocabulary);
                     Tensor balance = zeros(1).squeeze();
@@ -186,6 +195,16 @@ public static class ClassifierTrainer
         {
             torch.set_num_threads(threadsBefore);
         }
+    }
+
+    /// <summary>The labels training uses for <paramref name="train"/>: its own, or (data randomisation) a seeded Fisher–Yates permutation of them.</summary>
+    internal static int[] TrainLabels(IReadOnlyList<CaseStudyExample> train, long? permutationSeed)
+    {
+        var labels = train.Select(e => e.Label).ToArray();
+        if (permutationSeed is not { } seed) return labels;
+        var shuffle = new Random(unchecked((int)(seed * 104729 + 3)));
+        for (int i = labels.Length - 1; i > 0; i--) { int j = shuffle.Next(i + 1); (labels[i], labels[j]) = (labels[j], labels[i]); }
+        return labels;
     }
 
     /// <summary>Model inputs [n, length + 1] (tokens then [CLS]) for <paramref name="examples"/>.</summary>
@@ -268,6 +287,7 @@ public static class ClassifierTrainer
                 ["load_balancing"] = new JsonObject { ["bias_update_speed"] = o.BiasUpdateSpeed, ["balance_loss"] = "SequenceWise", ["alpha"] = o.BalanceAlpha },
                 ["parameters"] = total, ["active_parameters_per_token"] = active,
                 ["train_seconds"] = Math.Round(seconds, 2), ["final_validation_accuracy"] = valAcc,
+                ["permuted_labels_seed"] = o.PermuteLabelsSeed,
                 ["train_examples"] = data.Split(CaseStudySplits.Train).Count, ["validation_examples"] = data.Split(CaseStudySplits.Validation).Count,
             };
             AtomicFile.WriteAllText(Path.Combine(tmp, TrainingFile), training.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));

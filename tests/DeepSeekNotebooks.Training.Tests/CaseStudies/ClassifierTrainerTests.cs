@@ -40,6 +40,50 @@ public class ClassifierTrainerTests
     }
 
     [Fact]
+    public void Permuted_labels_are_a_seeded_permutation_the_trainer_fits_instead_of_the_true_ones()
+    {
+        var data = new ScanGenerator(new ScanGeneratorOptions { TrainCount = 240, ValidationCount = 60, TestCount = 20, ArtefactRateMalignant = 1, ArtefactRateBenign = 0 }).Generate(5);
+        var train = data.Split(CaseStudySplits.Train);
+        var truth = train.Select(e => e.Label).ToArray();
+        Assert.Equal(truth, ClassifierTrainer.TrainLabels(train, null));
+        var p1 = ClassifierTrainer.TrainLabels(train, 1);
+        // A permutation: the same label counts, deterministic per seed, different across seeds, and far from the identity.
+        Assert.Equal(truth.Order(), p1.Order());
+        Assert.Equal(p1, ClassifierTrainer.TrainLabels(train, 1));
+        Assert.NotEqual(p1, ClassifierTrainer.TrainLabels(train, 2));
+        Assert.True(Enumerable.Range(0, truth.Length).Count(i => truth[i] != p1[i]) > truth.Length / 4, "most labels should move");
+        // The marker is a perfect cue for the true labels: the true-label run fits its batches (as in the test above), the
+        // permuted run cannot fit labels the scans do not determine in 80 steps, and training.json records the permutation.
+        var dir = Path.Combine(Path.GetTempPath(), "case08-permuted-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var options = ImagingCaseStudy.TrainingOptions(seed: 4, steps: 80) with { EvalEvery = 40, PermuteLabelsSeed = 1 };
+            var result = ClassifierTrainer.Train(data, options, dir);
+            double fit = result.Log.TakeLast(20).Average(s => s.BatchAccuracy);
+            Assert.True(fit < 0.85, $"the permuted labels were fitted to {fit:P1} of the last batches; a run on true labels fits 100 %");
+            var training = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, ClassifierTrainer.TrainingFile)))!;
+            Assert.Equal(1, training["permuted_labels_seed"]!.GetValue<long>());
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void The_shipped_permuted_label_classifier_is_the_same_architecture_at_chance_on_the_true_labels()
+    {
+        var imaging = ImagingCaseStudy.LoadBundled();
+        using var real = CaseStudyClassifier.Load(CaseStudyData.Classifier(ImagingCaseStudy.Name));
+        using var permuted = CaseStudyClassifier.Load(Path.Combine(imaging.Directory, ImagingCaseStudy.PermutedLabelsFolder));
+        Assert.Equal(real.Checkpoint.Config.ToJson(), permuted.Checkpoint.Config.ToJson());
+        var validation = imaging.Split(CaseStudySplits.Validation);
+        double majority = Math.Max(validation.Average(e => e.Label), 1 - validation.Average(e => e.Label));
+        Assert.InRange(permuted.Accuracy(validation), 1 - majority - 0.1, majority + 0.1);
+        Assert.True(real.Accuracy(validation) > majority + 0.2, "the real classifier learns the task");
+        var training = JsonNode.Parse(File.ReadAllText(Path.Combine(imaging.Directory, ImagingCaseStudy.PermutedLabelsFolder, ClassifierTrainer.TrainingFile)))!;
+        Assert.Equal(ImagingCaseStudy.PermutedLabelsSteps, training["steps"]!.GetValue<int>());
+        Assert.Equal(1, training["permuted_labels_seed"]!.GetValue<long>());
+    }
+
+    [Fact]
     public void Loading_a_directory_without_case_study_json_says_what_is_missing()
     {
         var e = Assert.Throws<CaseStudyException>(() => CaseStudyClassifier.Load(Path.Combine(TestPaths.RepoRoot, "data", "checkpoints", "deepseek-tiny-moe")));
