@@ -94,6 +94,19 @@ public class InspectCommandTests : IDisposable
     }
 
     [Fact]
+    public void V32ExpConfig_AddsExactlyTheLightningIndexersParameters_ToDeepSeekV3()
+    {
+        var v32 = InspectJson(null, Fixture("deepseek-v3.2-exp-inference-config_671B_v3.2.json"));
+        var v3 = InspectJson(null, Fixture("deepseek-v3-inference-config_671B.json"));
+        // The official V3.2-Exp Indexer (inference/model.py): wq_b q_lora_rank→heads·head_dim, wk dim→head_dim,
+        // k_norm LayerNorm(head_dim) weight + bias, weights_proj dim→heads; no biases on the Linears. Per layer:
+        long perLayer = 1536L * 64 * 128 + 7168L * 128 + 2 * 128 + 7168L * 64;
+        Assert.Equal(13_959_424L, perLayer);
+        Assert.Equal((long)v3["total_parameters"]! + 61 * perLayer, (long)v32["total_parameters"]!);
+        Assert.Equal(61, v32["layers"]!.AsArray().Count);
+    }
+
+    [Fact]
     public void V2LiteModelArgsConfig_Is15_7BTotal_2_4BActive()
     {
         var o = InspectJson(null, Fixture("deepseek-v3-inference-config_16B.json"));

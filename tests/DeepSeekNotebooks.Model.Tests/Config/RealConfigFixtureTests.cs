@@ -192,7 +192,23 @@ public class RealConfigFixtureTests
         { "deepseek-v3-inference-config_v3.1.json", "noaux_tc", "sigmoid" },
         { "deepseek-v3-inference-config_236B.json", "group_limited_greedy", "softmax" },
         { "deepseek-v3-inference-config_16B.json", "greedy", "softmax" },
+        { "deepseek-v3.2-exp-inference-config_671B_v3.2.json", "noaux_tc", "sigmoid" },
     };
+
+    [Fact]
+    public void OfficialV32ExpFile_ReadsTheLightningIndexer_AndIsV3Otherwise()
+    {
+        const string name = "deepseek-v3.2-exp-inference-config_671B_v3.2.json";
+        var j = Root(name);
+        var c = DeepSeekConfig.FromModelArgsJson(File.ReadAllText(Fixture(name)));
+        Assert.NotNull(c.Indexer);
+        Assert.Equal(j.GetProperty("index_n_heads").GetInt32(), c.Indexer!.NHeads);
+        Assert.Equal(j.GetProperty("index_head_dim").GetInt32(), c.Indexer.HeadDim);
+        Assert.Equal(j.GetProperty("index_topk").GetInt32(), c.Indexer.Topk);
+        // Everything but the indexer (and the released dtype, scale format and context length) is DeepSeek-V3's architecture.
+        var v3 = DeepSeekConfig.FromModelArgsJson(File.ReadAllText(Fixture("deepseek-v3-inference-config_671B.json")));
+        Assert.Equal(v3.ToJson(), (c with { Indexer = null, Quantization = v3.Quantization, ScaleFmt = v3.ScaleFmt, MaxPositionEmbeddings = v3.MaxPositionEmbeddings }).ToJson());
+    }
 
     [Theory]
     [MemberData(nameof(ModelArgsFiles))]
