@@ -12,10 +12,12 @@ internal static class MoeAttributionValues
         // Deletion/insertion are normalised by F(input) − F(baseline): deleting nothing is the input (1), inserting every token too.
         Assert.InRange(o.Value("faithfulness_deletion_start"), 1 - 1e-4, 1 + 1e-4);
         Assert.InRange(o.Value("faithfulness_insertion_end"), 1 - 1e-4, 1 + 1e-4);
-        Assert.Equal(6, o.Value("faithfulness_methods"));                  // every attribution method
+        // every input-attribution method (the layer methods attribute to a block's output, not to the deleted tokens)
+        Assert.Equal(DeepSeekNotebooks.Analysis.Attribution.AttributionMethods.InputAttribution.Count, o.Value("faithfulness_methods"));
+        Assert.Equal(7, DeepSeekNotebooks.Analysis.Attribution.AttributionMethods.InputAttribution.Count);
         Assert.Equal(layers + 1, o.Value("sanity_stages"));                // the head, then every block top-down
         Assert.InRange(o.Value("sanity_threshold"), 0.2, 1);               // a 5 % critical value of ρ for a prompt of a few tokens
-        Assert.InRange(o.Value("sanity_flagged"), 0, 6);
+        Assert.InRange(o.Value("sanity_flagged"), 0, DeepSeekNotebooks.Analysis.Attribution.AttributionMethods.InputAttribution.Count);
         Assert.Equal(moeBlocks, o.Value("moe_blocks"));
         if (moeBlocks == 0)
         {
