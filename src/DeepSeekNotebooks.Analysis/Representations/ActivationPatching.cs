@@ -34,17 +34,8 @@ public static partial class ActivationPatching
     public static PatchingResult Patch(DeepSeekModel model, long[] destination, long[] source, string hookPoint, long target, long? foil = null, int? position = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(destination);
-        ArgumentNullException.ThrowIfNull(source);
         ArgumentException.ThrowIfNullOrEmpty(hookPoint);
-        if (destination.Length == 0) throw new ArgumentException("the inputs are empty", nameof(destination));
-        if (destination.Length != source.Length)
-            throw new ArgumentException($"activation patching needs inputs of equal length: destination has {destination.Length} tokens, source {source.Length}", nameof(source));
-        int vocab = model.Config.VocabSize;
-        if (target < 0 || target >= vocab) throw new ArgumentException($"target {target} out of range [0, {vocab})", nameof(target));
-        if (foil is < 0 || foil >= vocab) throw new ArgumentException($"foil {foil} out of range [0, {vocab})", nameof(foil));
-        if (position is { } p0 && (p0 < 0 || p0 >= destination.Length))
-            throw new ArgumentException($"position {p0} out of range [0, {destination.Length})", nameof(position));
+        CheckPair(model, destination, source, target, foil, position);
 
         HookPoints.Validate(hookPoint, model.Config, nameof(hookPoint));
 
