@@ -27,6 +27,10 @@ public sealed record CheckpointLoadOptions
     /// FP8/FP4 rounding for DeepSeek-V3.2/V4 (default) or plain float; no effect on V2/V3.
     /// </summary>
     public Modules.QuantisationSimulation Quantisation { get; init; } = Modules.QuantisationSimulation.Official;
+    /// <summary>Where the weights live while the model computes (<see cref="Checkpoints.Residency"/>; default <see cref="Residency.Auto"/>).</summary>
+    public Residency Residency { get; init; } = Residency.Auto;
+    /// <summary>The device the model computes on (default CPU); inputs are moved to it by the kit's entry points.</summary>
+    public Device? Device { get; init; }
 }
 
 /// <summary>A problem with a checkpoint directory's contents (missing/unexpected tensors, wrong shapes, non-finite values, layout).</summary>
@@ -47,8 +51,11 @@ public sealed class Checkpoint : IDisposable
 {
     private const int FpBlock = 128;
 
-    private Checkpoint(string directory, CheckpointLayout layout, DeepSeekModel model, DeepSeekTokenizer? tokenizer)
+    private Checkpoint(string directory, CheckpointLayout layout, DeepSeekModel model, DeepSeekTokenizer? tokenizer,
+        Residency residency, string residencyReason)
     {
+        Residency = residency;
+        ResidencyReason = residencyReason;
         Directory = directory;
         Layout = layout;
         Model = model;
@@ -65,6 +72,10 @@ public sealed class Checkpoint : IDisposable
     public DeepSeekTokenizer? Tokenizer { get; }
     /// <summary>The model's configuration.</summary>
     public DeepSeekConfig Config => Model.Config;
+    /// <summary>The residency the model was loaded with (<see cref="Residency.Auto"/> resolved to Memory or Stream).</summary>
+    public Residency Residency { get; }
+    /// <summary>One line saying which residency was chosen and why (what <see cref="Residency.Auto"/> printed).</summary>
+    public string ResidencyReason { get; }
 
     /// <summary>Detects the layout of a checkpoint directory from its files.</summary>
     public static CheckpointLayout DetectLayout(string directory)
@@ -92,6 +103,15 @@ public sealed class Checkpoint : IDisposable
         directory = Path.GetFullPath(directory);
         var layout = DetectLayout(directory);
         var (config, files) = layout == CheckpointLayout.Official ? ReadOfficial(directory) : ReadHuggingFace(directory, options);
+        if (!Enum.IsDefined(options.Residency))
+            throw new ArgumentOutOfRangeException(nameof(options), options.Residency, "Residency must be Auto, Memory or Stream");
+        if (options.Residency == Residency.Stream)
+        {
+            foreach (var f in files) f.Dispose();
+            throw new NotSupportedException("Residency.Stream is not built yet (issue 12 §1); use Residency.Memory");
+        }
+        var residency = Residency.Memory;
+        var residencyReason = options.Residency == Residency.Memory ? "residency: memory (as requested)" : "residency: memory (auto; streaming is not built yet)";
         try
         {
             var model = LoadWeights(config, files, layout, options);
@@ -108,7 +128,7 @@ public sealed class Checkpoint : IDisposable
                     throw new CheckpointException($"tokenizer.json has {tokenizer.VocabularySize} tokens but the model's vocab_size is {config.VocabSize}");
                 }
             }
-            return new Checkpoint(directory, layout, model, tokenizer);
+            return new Checkpoint(directory, layout, model, tokenizer, residency, residencyReason);
         }
         finally
         {
@@ -340,6 +360,7 @@ public sealed class Checkpoint : IDisposable
                 }
             }
             if (options.DType != ScalarType.Float32) model.to(options.DType);
+            if (options.Device is { } device && device.type != DeviceType.CPU) model.to(device);
             model.Quantisation = options.Quantisation;
             return model;
         }
