@@ -159,6 +159,9 @@ public static class AttentionRollout
     /// the off-diagonal entries a query can attend to (k &lt; q when the matrix is causal, i.e. its upper triangle is zero;
     /// all off-diagonal entries otherwise), so the structural zeros of a causal mask do not consume the budget; the
     /// diagonal is never discarded; ⌊ratio · #candidates⌋ of the smallest candidates (ties by index) are set to 0.
+    /// A DeepSeek-V4 row that sums to 1 − σ (σ the sink's share, <see cref="TokenAttention"/>) becomes
+    /// (0.5·A + 0.5·I) / (1 − σ/2): the sink's mass goes to no token and the rest is renormalised, so the residual's share
+    /// grows where the sink takes mass (the attention output is scaled by 1 − σ; docs/generations-analyses.md).
     /// </summary>
     /// <exception cref="ArgumentException">Non-square matrix or discard ratio outside [0, 1).</exception>
     public static double[,] Augment(AttentionMatrix fused, double discardRatio = 0)
@@ -277,6 +280,9 @@ public static class AttentionRollout
 
     internal static float[][,,] TraceLayers(ModelTrace trace, int batchIndex)
     {
+        if (trace.Config.CompressedAttention is not null)
+            throw new ArgumentException("a DeepSeek-V4 trace's attn.pattern has the compressed entries on its key axis; map them back to tokens with the model: " +
+                "TokenAttention.FromTrace(model, trace) (then Compute on TokenAttention.Patterns), or Compute(model, inputIds)", nameof(trace));
         var layers = new List<float[,,]>();
         for (int l = 0; l < trace.Config.NumHiddenLayers; l++)
         {
@@ -299,6 +305,8 @@ public static class AttentionRollout
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var ids = inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds;
+        if (model.Config.CompressedAttention is not null)
+            return (TokenAttention.Patterns(TokenAttention.Compute(model, ids)).ToArray(), ids.to(int64).data<long>().ToArray());
         using var trace = model.RunWithCache(ids, new TraceOptions { AttentionPatterns = true, Routing = false, HiddenStates = false, Logits = false });
         return (TraceLayers(trace, 0), ids.to(int64).data<long>().ToArray());
     }

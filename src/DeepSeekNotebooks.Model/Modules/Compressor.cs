@@ -56,6 +56,29 @@ public sealed class Compressor : nn.Module<Tensor, Tensor>
         return Compress(x, cos, sin).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The softmax pooling weights of <see cref="Compress"/> for x [batch, seq, dim] (the layer's <c>attn_norm</c> output):
+    /// [batch, seq div m, slots, head_dim], slots = m, or 2m at ratio 4 where slot j &lt; m is token (e−1)·m + j (weight 0
+    /// for e = 0) and slot m + j is token e·m + j; otherwise slot j is token e·m + j. Per channel the weights over the
+    /// slots sum to 1. For mapping attention on an entry back to the tokens it pools (analysis only; the forward does not use it).
+    /// </summary>
+    internal Tensor PoolingWeights(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], s = x.shape[1], m = _ratio, d = _headDim;
+        long entries = s / m;
+        int slots = _overlap ? 2 * _ratio : _ratio;
+        if (entries == 0) return zeros(b, 0, slots, d, dtype: float32, device: x.device).MoveToOuterDisposeScope();
+        var score = wgate.forward(x.to(float32)).narrow(1, 0, entries * m).reshape(b, entries, m, -1) + ape;
+        if (_overlap)
+        {
+            var scPrev = full(b, entries, m, d, float.NegativeInfinity, dtype: float32, device: x.device);
+            if (entries > 1) scPrev = cat(new[] { scPrev.narrow(1, 0, 1), score.narrow(1, 0, entries - 1).narrow(-1, 0, d) }, 1);
+            score = cat(new[] { scPrev, score.narrow(-1, d, d) }, 2);
+        }
+        return score.softmax(2).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Entries [batch, seq div m, head_dim] from x [batch, seq, dim]; <paramref name="cos"/>/<paramref name="sin"/> are the layer's tables for positions 0 … seq−1.</summary>
     internal Tensor Compress(Tensor x, Tensor cos, Tensor sin)
     {
