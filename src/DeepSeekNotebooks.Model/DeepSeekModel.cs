@@ -90,6 +90,19 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
     public RMSNorm FinalNorm => norm;
 
     /// <summary>
+    /// DeepSeek-V4's head collapse (<c>hc_head</c> with this model's <c>hc_head_fn/base/scale</c>) of streams
+    /// [batch, seq, hc_mult, dim] → [batch, seq, dim], as the forward applies it before the final norm (for readouts such as the logit lens).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The model has a single residual stream.</exception>
+    internal Tensor CollapseStreams(Tensor streams)
+    {
+        var hc = Config.HyperConnections ?? throw new InvalidOperationException("the model has a single residual stream (no hyper-connections): there is nothing to collapse");
+        if (streams.dim() != 4 || streams.shape[^2] != hc.Mult || streams.shape[^1] != Config.HiddenSize)
+            throw new ArgumentException($"streams must be [batch, seq, {hc.Mult}, {Config.HiddenSize}] (hc_mult streams of hidden_size), got [{string.Join(", ", streams.shape)}]", nameof(streams));
+        return HyperConnections.Head(streams, hc_head_fn!, hc_head_scale!, hc_head_base!, hc, Config.RmsNormEps, null);
+    }
+
+    /// <summary>
     /// Whether the forward pass simulates the official code's FP8 activation rounding (DeepSeek-V3.2: indexer queries
     /// and keys, MLA key/value latent). <see cref="QuantisationSimulation.Official"/> by default; set
     /// <see cref="QuantisationSimulation.Off"/> for plain-float analysis. No effect on V2/V3 models (their official

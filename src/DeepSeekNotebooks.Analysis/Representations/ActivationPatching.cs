@@ -28,7 +28,10 @@ public static partial class ActivationPatching
     /// that hook point replaced by B's value — at every position, or only at <paramref name="position"/> — and measures the
     /// metric at the last position: logit(target) − logit(foil), or logit(target) when no foil. Returns A's, B's and the
     /// patched metric and the restored fraction (Meng et al. 2022; Heimersheim &amp; Nanda's logit-difference metric).
-    /// Position indexes dim 1 of [batch, seq, …] hooks (per-head points such as attn.z included), the query dim of attention patterns and dim 0 of [tokens, …] router hooks.
+    /// Position indexes dim 1 of [batch, seq, …] hooks (per-head points such as attn.z included; with DeepSeek-V4
+    /// hyper-connections a resid_* point patches all hc_mult streams of the position), the query dim of attention patterns
+    /// (V4 attn.probs / attn.sink_share too) and dim 0 of [tokens, …] router hooks. Hash-routed layers (V4) route by the
+    /// destination's token ids whatever is patched into the streams.
     /// </summary>
     /// <exception cref="ArgumentException">Different lengths, empty inputs, unknown hook point (e.g. a layer that does not exist), position or tokens out of range.</exception>
     public static PatchingResult Patch(DeepSeekModel model, long[] destination, long[] source, string hookPoint, long target, long? foil = null, int? position = null)
@@ -45,7 +48,11 @@ public static partial class ActivationPatching
         var a = tensor(destination, dtype: ScalarType.Int64).unsqueeze(0);
         using var traceB = model.RunWithCache(b, new TraceOptions { AttentionPatterns = false, Routing = false, HiddenStates = false, Logits = true, Extra = new[] { hookPoint } });
         var cached = traceB[hookPoint];
-        int posDim = cached.dim() switch { 4 => hookPoint.EndsWith(".attn.pattern", StringComparison.Ordinal) ? 2 : 1, 3 => 1, 2 => 0, _ => -1 };   // per-head points: [b, seq, heads, d]
+        // Query axis: 2 for [b, heads, seq, …] attention points (attn.pattern, V4 attn.probs and attn.sink_share), 1 for
+        // [b, seq, …] points (per-head attn.z [b, seq, heads, d] and the V4 streams [b, seq, hc_mult, D]: all streams), 0 for router points.
+        bool headsFirst = hookPoint.EndsWith(".attn.pattern", StringComparison.Ordinal) || hookPoint.EndsWith(".attn.probs", StringComparison.Ordinal)
+            || hookPoint.EndsWith(".attn.sink_share", StringComparison.Ordinal);
+        int posDim = cached.dim() switch { 4 => headsFirst ? 2 : 1, 3 => headsFirst ? 2 : 1, 2 => 0, _ => -1 };
         if (position is not null && posDim < 0) throw new ArgumentException($"cannot patch a single position of '{hookPoint}' (shape [{string.Join(", ", cached.shape)}])", nameof(position));
         HookFunction hook = (value, _) =>
         {

@@ -27,8 +27,12 @@ public enum LogitComponentKind
 /// <summary>One component's direct contribution to the logit (difference).</summary>
 /// <param name="Layer">Block index (−1 for the embedding).</param>
 /// <param name="Index">Head or expert index; −1 for whole-block components, the embedding and the shared experts.</param>
-/// <param name="Attribution">The component's output at the position · the logit direction through the frozen final norm.</param>
-public sealed record LogitComponent(LogitComponentKind Kind, int Layer, int Index, double Attribution)
+/// <param name="Attribution">The component's output at the position · the logit direction through the frozen final norm (times <paramref name="StreamWeight"/>).</param>
+/// <param name="StreamWeight">
+/// With DeepSeek-V4 hyper-connections, the weight α with which the component's output reaches the collapsed final
+/// residual (mHC pre/post/comb frozen at the position); 1 with a single residual stream.
+/// </param>
+public sealed record LogitComponent(LogitComponentKind Kind, int Layer, int Index, double Attribution, double StreamWeight = 1)
 {
     /// <summary>A short label: "embed", "L1 attn", "L1 H0", "L2 mlp", "L2 E5", "L2 shared".</summary>
     public string Label => Kind switch
@@ -78,6 +82,10 @@ public static class DirectLogitAttribution
     /// so with the final RMSNorm's scale s frozen, logit = Σ_parts part · s · (w_norm ⊙ (W_U[target] − W_U[foil])).
     /// Each attention output is further split into heads (z_h · wo_hᵀ, from <c>attn.z</c>), each MoE output into the
     /// selected routed experts (routing weight × expert(ffn_norm(resid_mid))) and the shared experts.
+    /// DeepSeek-V4 (hyper-connections): the final residual is the <c>hc_head</c> collapse of the streams, and with the
+    /// mHC weights frozen at the position it is Σ α_part · part (<see cref="LogitComponent.StreamWeight"/>), so the same
+    /// decomposition holds with each part weighted by its α; V4 attention has no per-head output (grouped low-rank
+    /// <c>wo_a</c>/<c>wo_b</c>, no <c>attn.z</c>), so its blocks give no Head components; experts read ffn_norm(hc_ffn.collapsed).
     /// </summary>
     /// <exception cref="ArgumentException">Empty ids, a position outside the input, a target or foil outside the vocabulary, or foil = target.</exception>
     public static DirectLogitAttributionResult Run(DeepSeekModel model, long[] ids, long target, long? foil = null, int? position = null)
@@ -93,22 +101,27 @@ public static class DirectLogitAttribution
         if (foil == target) throw new ArgumentException($"the foil equals the target ({target}): the logit difference would be 0; give another foil or none", nameof(foil));
 
         int L = c.NumHiddenLayers;
-        var names = new List<string> { HookPoints.Embed, HookPoints.Logits, HookPoints.ResidPost(L - 1) };
+        var hc = c.HyperConnections;
+        // With hyper-connections the final residual is the hc_head collapse, and the FFN reads hc_ffn.collapsed.
+        var names = new List<string> { HookPoints.Embed, HookPoints.Logits, hc is null ? HookPoints.ResidPost(L - 1) : HookPoints.HcHeadCollapsed };
+        if (hc is not null) names.Add(HookPoints.HcHeadPre);
         for (int l = 0; l < L; l++)
         {
-            names.AddRange(new[] { HookPoints.AttnZ(l), HookPoints.AttnOut(l), HookPoints.MlpOut(l) });
+            names.AddRange(new[] { HookPoints.AttnOut(l), HookPoints.MlpOut(l) });
+            if (model.Layers[l].Attention is not null) names.Add(HookPoints.AttnZ(l));
+            if (hc is not null) names.AddRange(new[] { HookPoints.HcAttnPost(l), HookPoints.HcAttnComb(l), HookPoints.HcFfnPost(l), HookPoints.HcFfnComb(l) });
             if (c.IsMoeLayer(l))
             {
-                names.AddRange(new[] { HookPoints.ResidMid(l), HookPoints.ExpertIndices(l), HookPoints.ExpertWeights(l) });
+                names.AddRange(new[] { hc is null ? HookPoints.ResidMid(l) : HookPoints.HcFfnCollapsed(l), HookPoints.ExpertIndices(l), HookPoints.ExpertWeights(l) });
                 if (c.NSharedExperts > 0) names.Add(HookPoints.SharedExpertsOut(l));
             }
         }
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        using var trace = model.RunWithCache(tensor(ids, dtype: ScalarType.Int64).unsqueeze(0), new TraceOptions { Names = names.ToArray() });
+        using var trace = model.RunWithCache(tensor(ids, dtype: ScalarType.Int64).unsqueeze(0), new TraceOptions { Names = names.Distinct().ToArray() });
 
         // The logit direction through the frozen norm: s · (w ⊙ (W_U[t] − W_U[f])).
-        var r = trace[HookPoints.ResidPost(L - 1)][0, pos].to(float64);
+        var r = trace[hc is null ? HookPoints.ResidPost(L - 1) : HookPoints.HcHeadCollapsed][0, pos].to(float64);
         double scale = 1.0 / Math.Sqrt(r.pow(2).mean().item<double>() + c.RmsNormEps);
         var unembed = model.HeadWeight.to(float64);
         var d = unembed[target];
@@ -119,45 +132,88 @@ public static class DirectLogitAttribution
         var last = trace.Logits[0, pos].to(float64);
         double logit = last[target].item<double>() - (foil is { } ff ? last[ff].item<double>() : 0);
 
-        var parts = new List<LogitComponent> { new(LogitComponentKind.Embedding, -1, -1, Dot(trace[HookPoints.Embed][0, pos])) };
+        // Stream weights: with pre/post/comb frozen at this position, the collapsed final residual is Σ α_part · part.
+        var alpha = hc is null ? null : StreamWeights(trace, L, hc.Mult, pos);
+        int site = 0;
+        double Weight() => alpha is null ? 1 : alpha[site];
+
+        var parts = new List<LogitComponent> { new(LogitComponentKind.Embedding, -1, -1, Weight() * Dot(trace[HookPoints.Embed][0, pos]), Weight()) };
         double headError = 0, expertError = 0;
         for (int l = 0; l < L; l++)
         {
-            double attn = Dot(trace[HookPoints.AttnOut(l)][0, pos]);
-            parts.Add(new(LogitComponentKind.Attention, l, -1, attn));
-            var z = trace[HookPoints.AttnZ(l)][0, pos].to(float64);                                   // [heads, dv]
-            var wo = model.Layers[l].Attention.OutputWeight.to(float64);                             // [dim, heads·dv]
-            double headSum = 0;
-            for (int h = 0; h < c.NumAttentionHeads; h++)
+            site++;
+            double wa = Weight();
+            double attn = wa * Dot(trace[HookPoints.AttnOut(l)][0, pos]);
+            parts.Add(new(LogitComponentKind.Attention, l, -1, attn, wa));
+            if (model.Layers[l].Attention is { } mla)
             {
-                double a = Dot(wo.narrow(1, (long)h * c.VHeadDim, c.VHeadDim).matmul(z[h]));
-                headSum += a;
-                parts.Add(new(LogitComponentKind.Head, l, h, a));
+                var z = trace[HookPoints.AttnZ(l)][0, pos].to(float64);                                   // [heads, dv]
+                var wo = mla.OutputWeight.to(float64);                                                   // [dim, heads·dv]
+                double headSum = 0;
+                for (int h = 0; h < c.NumAttentionHeads; h++)
+                {
+                    double a = wa * Dot(wo.narrow(1, (long)h * c.VHeadDim, c.VHeadDim).matmul(z[h]));
+                    headSum += a;
+                    parts.Add(new(LogitComponentKind.Head, l, h, a, wa));
+                }
+                headError = Math.Max(headError, Math.Abs(headSum - attn));
             }
-            headError = Math.Max(headError, Math.Abs(headSum - attn));
 
-            double mlp = Dot(trace[HookPoints.MlpOut(l)][0, pos]);
-            parts.Add(new(LogitComponentKind.Mlp, l, -1, mlp));
+            site++;
+            double wf = Weight();
+            double mlp = wf * Dot(trace[HookPoints.MlpOut(l)][0, pos]);
+            parts.Add(new(LogitComponentKind.Mlp, l, -1, mlp, wf));
             if (model.Layers[l].Moe is not { } moe) continue;
-            var normed = model.Layers[l].FfnNorm.forward(trace[HookPoints.ResidMid(l)][0, pos].unsqueeze(0));   // [1, dim]
+            var ffnInput = trace[hc is null ? HookPoints.ResidMid(l) : HookPoints.HcFfnCollapsed(l)][0, pos].unsqueeze(0);
+            var normed = model.Layers[l].FfnNorm.forward(ffnInput);                                                   // [1, dim]
             var indices = trace[HookPoints.ExpertIndices(l)][pos].data<long>().ToArray();                     // token pos of batch 0
             var weights = trace[HookPoints.ExpertWeights(l)][pos].to(float64).data<double>().ToArray();
             double expertSum = 0;
             foreach (var (e, w) in indices.Zip(weights).OrderBy(t => t.First))
             {
-                double a = w * Dot(moe.Experts[(int)e].forward(normed)[0]);
+                double a = wf * w * Dot(moe.Experts[(int)e].forward(normed)[0]);
                 expertSum += a;
-                parts.Add(new(LogitComponentKind.RoutedExpert, l, (int)e, a));
+                parts.Add(new(LogitComponentKind.RoutedExpert, l, (int)e, a, wf));
             }
             if (c.NSharedExperts > 0)
             {
-                double s = Dot(trace[HookPoints.SharedExpertsOut(l)][pos]);
-                expertSum += s;
-                parts.Add(new(LogitComponentKind.SharedExperts, l, -1, s));
+                double sh = wf * Dot(trace[HookPoints.SharedExpertsOut(l)][pos]);
+                expertSum += sh;
+                parts.Add(new(LogitComponentKind.SharedExperts, l, -1, sh, wf));
             }
             expertError = Math.Max(expertError, Math.Abs(expertSum - mlp));
         }
         return new DirectLogitAttributionResult(pos, target, foil, logit, scale, parts, headError, expertError);
+    }
+
+    /// <summary>
+    /// The weight α with which each part (embedding, then attention and FFN of every block) enters the collapsed final
+    /// residual at <paramref name="pos"/> with mHC's pre/post/comb frozen: a part written with post weights p has stream
+    /// coefficients v = p (the embedding: v = 1, it starts in every stream); each later site maps v_k ← Σ_j comb[j, k] v_j;
+    /// the head reads α = Σ_k pre_k v_k (official V4 <c>hc_post</c> / <c>hc_head</c>).
+    /// </summary>
+    internal static double[] StreamWeights(ModelTrace trace, int layers, int n, int pos)
+    {
+        var vectors = new List<double[]> { Enumerable.Repeat(1.0, n).ToArray() };
+        void Site(string post, string comb)
+        {
+            var cm = trace[comb][0, pos].to(float64).data<double>().ToArray();                          // [n, n] row-major, comb[j, k]
+            for (int i = 0; i < vectors.Count; i++)
+            {
+                var v = vectors[i];
+                var next = new double[n];
+                for (int k = 0; k < n; k++) for (int j = 0; j < n; j++) next[k] += cm[j * n + k] * v[j];
+                vectors[i] = next;
+            }
+            vectors.Add(trace[post][0, pos].to(float64).data<double>().ToArray());
+        }
+        for (int l = 0; l < layers; l++)
+        {
+            Site(HookPoints.HcAttnPost(l), HookPoints.HcAttnComb(l));
+            Site(HookPoints.HcFfnPost(l), HookPoints.HcFfnComb(l));
+        }
+        var pre = trace[HookPoints.HcHeadPre][0, pos].to(float64).data<double>().ToArray();
+        return vectors.Select(v => v.Zip(pre).Sum(t => t.First * t.Second)).ToArray();
     }
 
     /// <summary>Components as a DataFrame (kind, layer, index, label, attribution).</summary>

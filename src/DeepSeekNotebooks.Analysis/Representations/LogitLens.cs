@@ -24,7 +24,8 @@ public static class LogitLens
     /// through the model's final RMSNorm and output head — nostalgebraist 2020's logit lens — and reports, per layer and
     /// position, the top-<paramref name="topK"/> tokens with probabilities and the rank/probability of the target token.
     /// Targets default to the next input token (none at the last position); pass one per position to override (−1 = none).
-    /// At the last layer this reproduces the model's own logits.
+    /// At the last layer this reproduces the model's own logits. On DeepSeek-V4 each layer's streams are read out through
+    /// the model's <c>hc_head</c> collapse (see <see cref="Decode"/>; the embeddings as the hc_mult copies the model starts from).
     /// </summary>
     /// <exception cref="ArgumentException">Empty ids, topK outside [1, vocab], or targets of the wrong length / out of range.</exception>
     public static IReadOnlyList<LogitLensEntry> Run(DeepSeekModel model, long[] ids, int topK = 5, IReadOnlyList<long>? targets = null, bool includeEmbeddings = true)
@@ -48,6 +49,8 @@ public static class LogitLens
         foreach (int layer in layers)
         {
             var h = layer < 0 ? trace[HookPoints.Embed] : trace.Hidden(layer);
+            // With hyper-connections the streams before block 0 are hc_mult copies of the embedding (as the model starts them).
+            if (layer < 0 && model.Config.HyperConnections is { } hc) h = h.unsqueeze(2).repeat(1, 1, hc.Mult, 1);
             var logits = Decode(model, h)[0].to(ScalarType.Float64);
             var probs = logits.softmax(-1);
             var (vals, idx) = probs.topk(topK, dim: -1);
@@ -72,13 +75,25 @@ public static class LogitLens
         return rows;
     }
 
-    /// <summary>head(final_norm(h)) for a residual-stream tensor h [..., dim] — the logit-lens decoder (nostalgebraist 2020).</summary>
+    /// <summary>
+    /// head(final_norm(h)) for a residual-stream tensor h [..., dim] — the logit-lens decoder (nostalgebraist 2020). With
+    /// DeepSeek-V4 hyper-connections the residual is the streams [batch, seq, hc_mult, dim] (<c>resid_*</c>) and the
+    /// readout is the model's own head path: the <c>hc_head</c> collapse Σ_j pre_j H_j with its learned weights
+    /// (computed from the streams given), then the final norm and head — so the last layer reproduces the logits.
+    /// </summary>
+    /// <exception cref="ArgumentException">The last dimension is not hidden_size, or a hyper-connection model is given anything but the streams.</exception>
     public static Tensor Decode(DeepSeekModel model, Tensor residual)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(residual);
         if (residual.shape[^1] != model.Config.HiddenSize)
             throw new ArgumentException($"the residual's last dimension must be {model.Config.HiddenSize}", nameof(residual));
+        if (model.Config.HyperConnections is { } hc)
+        {
+            if (residual.dim() != 4 || residual.shape[2] != hc.Mult)
+                throw new ArgumentException($"this model has {hc.Mult} hyper-connection streams: give the streams [batch, seq, {hc.Mult}, {model.Config.HiddenSize}] (a resid_* hook point), got [{string.Join(", ", residual.shape)}]", nameof(residual));
+            residual = model.CollapseStreams(residual);
+        }
         return nn.functional.linear(model.FinalNorm.forward(residual), model.HeadWeight);
     }
 
