@@ -24,7 +24,11 @@ public sealed record ExpertLoad(int Layer, int Expert, long Count, double Freque
 public sealed record RoutingRepetition(long Pairs, double Top1Repeat, double Top1Baseline, double AnySharedRepeat, double AnySharedBaseline, bool AnySharedBaselineExact);
 
 /// <summary>Summary of one MoE layer: balance, per-token routing entropy and margin, dead experts, repetition.</summary>
-/// <param name="MeanRoutingEntropy">Mean over tokens of the gate-score entropy / log E.</param>
+/// <param name="MeanRoutingEntropy">
+/// Mean over tokens of the gate-score entropy / log E. On a hash-routed layer (DeepSeek-V4 tid2eid) the scores do not
+/// choose the experts (only weight them), so this is the spread of the gate's scores, not the uncertainty of the
+/// selection (which, given the token id, is 0); see <see cref="HashRouting"/>.
+/// </param>
 /// <param name="MeanTop1Margin">Mean over tokens of (highest − second-highest gate score).</param>
 public sealed record LayerRoutingSummary(int Layer, long Tokens, int TopK, int Experts, LoadBalanceMetrics Balance, int DeadExperts,
     double MeanRoutingEntropy, double StdRoutingEntropy, double MeanTop1Margin, double StdTop1Margin, RoutingRepetition Repetition);
@@ -317,6 +321,13 @@ public sealed class ExpertRoutingAccumulator : IDatasetAccumulator, IMergeable<E
         return Enumerable.Range(0, Experts).Select(i => new ExpertLoad(layer, i, st.Counts[i], (double)st.Counts[i] / st.Tokens, st.WeightSums[i],
             st.Counts[i] > 0 ? st.WeightSums[i] / st.Counts[i] : double.NaN, st.Top1[i], mean > 0 ? st.Counts[i] / mean : double.NaN, st.Counts[i] == 0)).ToArray();
     }
+
+    /// <summary>
+    /// How often each token id occurred at a layer (a copy; empty unless <see cref="TrackVocabulary"/>). On a hash-routed
+    /// layer (DeepSeek-V4) these counts fix the expert load: <see cref="HashRouting.ExpertCounts"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The layer was never observed.</exception>
+    public IReadOnlyDictionary<long, long> TokenOccurrences(int layer) => new Dictionary<long, long>(State(layer).TokenOccurrences);
 
     /// <summary>Experts never selected at a layer (dead experts).</summary>
     public IReadOnlyList<int> DeadExperts(int layer) => Enumerable.Range(0, Experts).Where(i => State(layer).Counts[i] == 0).ToArray();
