@@ -35,8 +35,10 @@ internal static class AttributionCore
         target ??= AttributionTarget.Default;
         using var _ = no_grad();
         var e = model.Embed(ids2).detach();
-        var logits = model.ForwardFromEmbeddings(e);
+        var routingIds = model.Config.NumHashLayers > 0 ? ids2 : null;
+        var logits = model.ForwardFromEmbeddings(e, null, routingIds);
         var resolved = target.Resolve(e.shape[1], model.Config.VocabSize, logits);
+        if (routingIds is not null) resolved.RoutingIds = ids2.data<long>().ToArray();
         double f = resolved.Evaluate(logits)[0].item<float>();
         return new Prepared(ids2.data<long>().ToArray(), ids2, e, resolved, f) { Prediction = PredictionAt(logits, resolved) };
     }
@@ -56,9 +58,17 @@ internal static class AttributionCore
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var y = target.Evaluate(model.ForwardFromEmbeddings(embeddings));
+        var y = target.Evaluate(model.ForwardFromEmbeddings(embeddings, null, RoutingIds(embeddings, target)));
         return y.to(float64).data<double>().ToArray();
     }
+
+    /// <summary>
+    /// The token ids hash-routed layers (DeepSeek-V4) route a batch of embeddings [n, seq, dim] by: the explained
+    /// sequence's ids for every row (routing by token id is constant along any path in embedding space); null for
+    /// models without hash layers (the forward is then exactly as before).
+    /// </summary>
+    internal static Tensor? RoutingIds(Tensor embeddings, ResolvedTarget target) =>
+        target.RoutingIds is { } ids ? tensor(ids, dtype: int64, device: embeddings.device).unsqueeze(0).expand(embeddings.shape[0], -1) : null;
 
     /// <summary>∂F/∂x for each row of x [n, seq, dim] (rows are independent), detached, in the caller's scope.</summary>
     internal static Tensor Gradient(DeepSeekModel model, Tensor x, ResolvedTarget target)
@@ -68,7 +78,7 @@ internal static class AttributionCore
         {
             using var _ = enable_grad();
             var xi = x.detach().requires_grad_(true);
-            var y = target.Evaluate(model.ForwardFromEmbeddings(xi));
+            var y = target.Evaluate(model.ForwardFromEmbeddings(xi, null, RoutingIds(xi, target)));
             g = torch.autograd.grad(new[] { y.sum() }, new[] { xi })[0].detach().MoveToOuterDisposeScope();
         }
         return g;

@@ -155,6 +155,12 @@ public sealed class ResolvedTarget
     /// <summary>Label.</summary>
     public string Name { get; }
 
+    /// <summary>
+    /// The explained sequence's token ids when the model routes layers by token id (DeepSeek-V4 hash layers): every
+    /// forward from (scaled, perturbed) embeddings keeps the input's hash routing. Null otherwise.
+    /// </summary>
+    internal long[]? RoutingIds { get; set; }
+
     /// <summary>F for each batch row: logits [batch, seq, vocab] → [batch].</summary>
     public Tensor Evaluate(Tensor logits)
     {
