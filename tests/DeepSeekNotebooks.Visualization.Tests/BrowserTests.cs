@@ -145,6 +145,19 @@ public class BrowserTests : IClassFixture<ChromiumFixture>, IDisposable
     }
 
     [Fact]
+    public async Task ModelView3D_OfTheV4Fixture_RendersWithItsStreamsAndKinds()
+    {
+        var browser = _fx.Require();
+        var arch = ModelArchitecture.From(DeepSeekNotebooks.Model.DeepSeekConfig.Load(ModelView3DGenerationsTests.Fixture("v4")));
+        // Routing flows on every MoE layer, the hash-routed layer 0 included (hostile tokens shown as text).
+        string page = ModelView3D.Page(arch, SampleData.Tokens, SampleData.Routing(arch), "golden V4: attention kinds, hash layer, 4 streams");
+        var run = await browser.RunPageAsync(Write("model3d-v4.html", page), PlotsDrawn, Summary, Timeout,
+            width: 1300, height: 800, screenshotPath: ScreenshotPath("model-3d-v4.png"));
+        AssertClean(run, "ModelView3D V4");
+        Assert.Equal(1, run.Result.GetProperty("gl3d").GetInt32());
+    }
+
+    [Fact]
     public async Task BrokenPageIsReported()
     {
         // The harness itself: an error thrown by the page and an attempted network load must be seen.

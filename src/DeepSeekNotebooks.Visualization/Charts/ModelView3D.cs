@@ -41,7 +41,7 @@ public static class ModelView3D
         if (routing.Count > 0 && tokens is null) throw new ArgumentException("Routing flows need the token strings.", nameof(tokens));
         foreach (var r in routing)
         {
-            if (r.Layer < 0 || r.Layer >= L || arch.Layers[r.Layer] != LayerKind.Moe)
+            if (r.Layer < 0 || r.Layer >= L || !arch.IsMoe(r.Layer))
                 throw new ArgumentException($"Routing given for layer {r.Layer}, which is not an MoE layer of the architecture.");
             r.Validate(tokens!.Count, E);
         }
@@ -57,12 +57,15 @@ public static class ModelView3D
 
         var traces = new List<Trace>();
 
-        // --- skeleton: residual stream line, embedding and head
-        traces.Add(Trace3D("scatter3d",
-            ("mode", "lines"), ("name", "residual stream"),
-            ("x", new double[] { 0, L + 1 }), ("y", new double[] { 0, 0 }), ("z", new[] { ZResidual, ZResidual }),
-            ("line", Obj(("color", "#999999"), ("width", 4))),
-            ("hoverinfo", "skip"), ("legendgroup", "arch")));
+        // --- skeleton: residual stream line (or DeepSeek-V4's hyper-connection lanes), embedding and head
+        if (arch.Streams == 1)
+            traces.Add(Trace3D("scatter3d",
+                ("mode", "lines"), ("name", "residual stream"),
+                ("x", new double[] { 0, L + 1 }), ("y", new double[] { 0, 0 }), ("z", new[] { ZResidual, ZResidual }),
+                ("line", Obj(("color", "#999999"), ("width", 4))),
+                ("hoverinfo", "skip"), ("legendgroup", "arch")));
+        else
+            AddStreams(traces, arch, X);
         traces.Add(Trace3D("scatter3d",
             ("mode", "markers+text"), ("name", "embedding / LM head"),
             ("x", new double[] { 0, L + 1 }), ("y", new double[] { 0, 0 }), ("z", new[] { ZResidual, ZResidual }),
@@ -77,13 +80,25 @@ public static class ModelView3D
             for (int h = 0; h < H; h++)
             {
                 hx.Add(X(l) - 0.25); hy.Add(Spread(h, H, 0.6)); hz.Add(ZHeads);
-                htext.Add($"layer {l} · attention head {h} of {H}");
+                htext.Add(arch.AttentionKinds is null ? $"layer {l} · attention head {h} of {H}" : $"layer {l} · attention head {h} of {H} · {arch.AttentionLabel(l)}");
             }
         traces.Add(Trace3D("scatter3d",
             ("mode", "markers"), ("name", "attention heads"),
             ("x", hx.ToArray()), ("y", hy.ToArray()), ("z", hz.ToArray()),
             ("marker", Obj(("symbol", "diamond"), ("size", L * H > 1000 ? 1.5 : 4), ("color", "#6a51a3"))),
             ("hovertext", htext.ToArray()), ("hoverinfo", "text"), ("legendgroup", "arch")));
+
+        // --- attention kind of each block (DeepSeek-V3.2 / V4 only)
+        if (arch.AttentionKinds is not null)
+        {
+            var kinds = Enumerable.Range(0, L).ToArray();
+            traces.Add(Trace3D("scatter3d",
+                ("mode", "markers+text"), ("name", "attention kind per block"),
+                ("x", kinds.Select(l => X(l) - 0.25).ToArray()), ("y", kinds.Select(_ => 0.0).ToArray()), ("z", kinds.Select(_ => ZHeads + 0.35).ToArray()),
+                ("text", kinds.Select(l => ShortKind(arch, l)).ToArray()), ("textposition", "top center"),
+                ("marker", Obj(("symbol", "circle"), ("size", 5), ("color", kinds.Select(l => KindColour(arch.AttentionKinds[l])).ToArray()))),
+                ("hovertext", kinds.Select(l => $"layer {l} · {arch.AttentionLabel(l)}").ToArray()), ("hoverinfo", "text"), ("legendgroup", "arch")));
+        }
 
         // --- dense MLPs
         var dense = Enumerable.Range(0, L).Where(l => arch.Layers[l] == LayerKind.Dense).ToArray();
@@ -113,7 +128,8 @@ public static class ModelView3D
                 string who = u is null ? (byLayer.ContainsKey(l) ? "<br>no token of this input" : "")
                     : $"<br>{u.Count} token(s), Σ weight {F(u.Sum(x => x.W))}:<br>" + string.Join("<br>",
                         u.Take(8).Select(x => $"#{x.Token} {Tok(tokens![x.Token])} ({F(x.W)})")) + (u.Count > 8 ? "<br>…" : "");
-                rtext.Add($"layer {l} · routed expert {e} of {E}{who}");
+                string how = arch.Layers[l] == LayerKind.HashMoe ? " · hash-routed (tid2eid: by token id)" : "";
+                rtext.Add($"layer {l} · routed expert {e} of {E}{how}{who}");
             }
         }
         if (moe.Count > 0)
@@ -190,12 +206,15 @@ public static class ModelView3D
 
         var xTicks = new List<double> { 0 }; var xText = new List<string> { "emb" };
         int step = Math.Max(1, (int)Math.Ceiling(L / 20.0));
-        for (int l = 0; l < L; l += step) { xTicks.Add(X(l)); xText.Add($"L{l}{(arch.Layers[l] == LayerKind.Moe ? "" : " (dense)")}"); }
+        for (int l = 0; l < L; l += step) { xTicks.Add(X(l)); xText.Add($"L{l}{arch.Layers[l] switch { LayerKind.Moe => "", LayerKind.HashMoe => " (hash)", _ => " (dense)" }}"); }
         xTicks.Add(L + 1); xText.Add("head");
         string caption = routing.Count > 0
             ? $"Flows: one colour per token; branch width ∝ routing weight (widest = {F(maxW)}); expert colour = tokens of this input routed there. Drag to rotate, scroll to zoom, click legend to hide."
             : "Drag to rotate, scroll to zoom, hover for details.";
-        return Chart(traces, title ?? $"{arch.Name}: {L} blocks ({moe.Count} MoE), {H} heads, {E} routed + {S} shared experts",
+        string generations = (arch.HashLayers.Count > 0 ? $", {arch.HashLayers.Count} hash-routed" : "")
+            + (arch.AttentionKinds is { } ak ? ", attention " + string.Join(" / ", ak.GroupBy(ShortKindOf).Select(g => $"{g.Count()}× {g.Key}")) : "")
+            + (arch.Streams > 1 ? $", {arch.Streams} hyper-connection streams" : "");
+        return Chart(traces, title ?? $"{arch.Name}: {L} blocks ({moe.Count} MoE{generations}), {H} heads, {E} routed + {S} shared experts",
             ("scene", Obj(
                 ("xaxis", Obj(("title", Title("depth (embedding → blocks → head)")), ("tickmode", "array"), ("tickvals", xTicks.ToArray()), ("ticktext", xText.ToArray()))),
                 ("yaxis", Obj(("title", Title("expert / head index (spread)")), ("showticklabels", false))),
@@ -213,6 +232,65 @@ public static class ModelView3D
                 Obj(("text", caption), ("showarrow", false), ("xref", "paper"), ("yref", "paper"), ("x", 0.0), ("y", 0.0), ("xanchor", "left"), ("yanchor", "top")),
             }));
     }
+
+    /// <summary>
+    /// DeepSeek-V4's hc_mult residual lanes (one line each, spread around the residual level) and, per block, the two mHC
+    /// mixing sites (attention and FFN: read weights pre, write weights post, Sinkhorn stream mix comb).
+    /// </summary>
+    private static void AddStreams(List<Trace> traces, ModelArchitecture arch, Func<int, double> x)
+    {
+        int n = arch.Streams, L = arch.Layers.Count;
+        double Lane(int j) => n <= 1 ? 0 : -0.15 + 0.3 * j / (n - 1);
+        var lx = new List<double?>(); var ly = new List<double?>(); var lz = new List<double?>();
+        for (int j = 0; j < n; j++)
+        {
+            lx.AddRange(new double?[] { 0, L + 1, null });
+            ly.AddRange(new double?[] { Lane(j), Lane(j), null });
+            lz.AddRange(new double?[] { ZResidual, ZResidual, null });
+        }
+        traces.Add(Trace3D("scatter3d",
+            ("mode", "lines"), ("name", $"residual streams ({n} hyper-connection lanes, mHC)"),
+            ("x", lx.ToArray()), ("y", ly.ToArray()), ("z", lz.ToArray()), ("connectgaps", false),
+            ("line", Obj(("color", "#999999"), ("width", 3))),
+            ("hoverinfo", "skip"), ("legendgroup", "arch")));
+        var mx = new List<double>(); var mtext = new List<string>();
+        for (int l = 0; l < L; l++)
+        {
+            mx.Add(x(l) - 0.4); mtext.Add($"layer {l} · mHC before attention: reads Σ pre_j H_j, writes post_k · out + Σ_j comb[j,k] H_j ({n} streams)");
+            mx.Add(x(l) + 0.1); mtext.Add($"layer {l} · mHC before the FFN: reads Σ pre_j H_j, writes post_k · out + Σ_j comb[j,k] H_j ({n} streams)");
+        }
+        traces.Add(Trace3D("scatter3d",
+            ("mode", "markers"), ("name", "mHC stream mixing (pre / post / comb)"),
+            ("x", mx.ToArray()), ("y", mx.Select(_ => 0.0).ToArray()), ("z", mx.Select(_ => ZResidual).ToArray()),
+            ("marker", Obj(("symbol", "diamond-open"), ("size", 5), ("color", "#525252"))),
+            ("hovertext", mtext.ToArray()), ("hoverinfo", "text"), ("legendgroup", "arch")));
+    }
+
+    private static string ShortKindOf(DeepSeekNotebooks.Model.AttentionKind k) => k switch
+    {
+        DeepSeekNotebooks.Model.AttentionKind.Mla => "MLA",
+        DeepSeekNotebooks.Model.AttentionKind.MlaWithIndexer => "MLA+idx",
+        DeepSeekNotebooks.Model.AttentionKind.SlidingWindow => "SWA",
+        DeepSeekNotebooks.Model.AttentionKind.CompressedSparse => "CSA",
+        DeepSeekNotebooks.Model.AttentionKind.HeavilyCompressed => "HCA",
+        _ => k.ToString(),
+    };
+
+    private static string ShortKind(ModelArchitecture arch, int layer)
+    {
+        var k = arch.AttentionKinds![layer];
+        int ratio = arch.CompressRatios?[layer] ?? 0;
+        return ratio > 0 ? $"{ShortKindOf(k)}×{ratio}" : ShortKindOf(k);
+    }
+
+    private static string KindColour(DeepSeekNotebooks.Model.AttentionKind k) => k switch
+    {
+        DeepSeekNotebooks.Model.AttentionKind.MlaWithIndexer => "#807dba",
+        DeepSeekNotebooks.Model.AttentionKind.SlidingWindow => "#41ab5d",
+        DeepSeekNotebooks.Model.AttentionKind.CompressedSparse => "#ef3b2c",
+        DeepSeekNotebooks.Model.AttentionKind.HeavilyCompressed => "#993404",
+        _ => "#6a51a3",
+    };
 
     /// <summary>The 3D view as a complete offline page (plotly.js inline, no network).</summary>
     public static string Page(ModelArchitecture architecture, IReadOnlyList<string>? tokens = null,
