@@ -202,6 +202,28 @@ public class GenerationAttentionTests
     }
 
     [Fact]
+    public void HeadAccumulator_OnV4_UsesTheMappedTokens_SoItsDistanceMassIsOneMinusTheSink()
+    {
+        using var ckpt = GenerationModels.LoadV4();
+        var model = ckpt.Model;
+        var acc = new Attention.Diagnostics.AttentionHeadAccumulator(model: model);
+        Statistics.DatasetRunner.Run(model, new[] { GenerationModels.Ids24 }, new Statistics.IDatasetAccumulator[] { acc });
+        using var scope = NewDisposeScope();
+        var layers = TokenAttention.Compute(model, tensor(GenerationModels.Ids24, dtype: int64));
+        foreach (var d in acc.Heads())
+        {
+            // Σ over distance bins of the mean mass = mean over queries 1..23 of (1 − sink share): the sink is mass to no token.
+            double expected = Enumerable.Range(1, 23).Average(q => 1 - layers[d.Layer].SinkShare[d.Head, q]);
+            Assert.True(Math.Abs(d.DistanceProfile.Sum() - expected) < 1e-5, $"layer {d.Layer} head {d.Head}: {d.DistanceProfile.Sum()} vs {expected}");
+            Assert.Equal(23, d.Queries);
+        }
+        Assert.Equal(4 * 4, acc.Heads().Count);
+        var without = new Attention.Diagnostics.AttentionHeadAccumulator();
+        var e = Assert.Throws<ArgumentException>(() => Statistics.DatasetRunner.Run(model, new[] { GenerationModels.Ids24 }, new Statistics.IDatasetAccumulator[] { without }));
+        Assert.Contains("model:", e.Message);
+    }
+
+    [Fact]
     public void RolloutOfAV4Trace_WithoutTheModel_SaysHowToMapTheEntries()
     {
         using var model = DeepSeekModel.Create(GenerationModels.V4Config, seed: 1);

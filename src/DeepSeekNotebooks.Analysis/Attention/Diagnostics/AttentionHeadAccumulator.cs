@@ -10,7 +10,7 @@ namespace DeepSeekNotebooks.Analysis.Attention.Diagnostics;
 /// <summary>Dataset-level diagnostics of one attention head. Query 0 (which can only attend to itself) is skipped throughout.</summary>
 /// <param name="Queries">Queries averaged over.</param>
 /// <param name="MeanEntropy">Mean over queries of the attention row's entropy / log(row length) (1 = uniform over the causal prefix).</param>
-/// <param name="SinkScore">Mean attention to the first token (Gu et al. 2024's α for the head).</param>
+/// <param name="SinkScore">Mean attention to the first token (Gu et al. 2024's α for the head; on DeepSeek-V4 this is still the first token, not the learnable sink).</param>
 /// <param name="SinkQueryRate">Fraction of queries whose attention to the first token exceeds ε.</param>
 /// <param name="IsSink">SinkScore &gt; ε (Gu et al. 2024's sink criterion for a head).</param>
 /// <param name="MeanMaxAttention">Mean over queries of the largest attention weight (1 = one-hot; sparse) — Voita et al. 2019's head "confidence".</param>
@@ -58,9 +58,19 @@ public sealed class AttentionHeadAccumulator : IDatasetAccumulator, IMergeable<A
     /// <param name="isBoundary">Boundary classifier on token strings (default <see cref="TokenClasses.IsBoundary"/>).</param>
     /// <param name="tokenClass">Token class of a token string for the semantic dimension (default <see cref="TokenClasses.Classify"/>).</param>
     /// <param name="distanceBinStarts">Increasing lower edges of the distance bins starting at 0 (default 0, 1, 2, 4, 8, …, 1024).</param>
+    /// <param name="model">
+    /// The traced model, needed for DeepSeek-V4 (its patterns hold compressed entries, mapped back to tokens by
+    /// <see cref="TokenAttention"/>: rows then sum to 1 − the learnable sink's share, and entropy is that of the
+    /// renormalised row). Not needed (and not used) for V2/V3/V3.2.
+    /// </param>
     public AttentionHeadAccumulator(double epsilon = 0.3, Func<long, string>? tokenText = null, Func<string, bool>? isBoundary = null,
-        Func<string, string>? tokenClass = null, IReadOnlyList<int>? distanceBinStarts = null)
+        Func<string, string>? tokenClass = null, IReadOnlyList<int>? distanceBinStarts = null, DeepSeekModel? model = null)
     {
+        if (model?.Config.CompressedAttention is not null)
+        {
+            _model = model;
+            Requirements = new TraceOptions { Names = TokenAttention.TraceNames(model.Config).ToArray() };
+        }
         if (!(epsilon > 0 && epsilon < 1)) throw new ArgumentException("epsilon must be in (0, 1)", nameof(epsilon));
         var bins = distanceBinStarts?.ToArray() ?? new[] { 0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024 };
         if (bins.Length == 0 || bins[0] != 0 || bins.Zip(bins.Skip(1)).Any(p => p.Second <= p.First))
@@ -81,10 +91,25 @@ public sealed class AttentionHeadAccumulator : IDatasetAccumulator, IMergeable<A
     /// <inheritdoc />
     public TraceOptions Requirements { get; } = new() { AttentionPatterns = true, Routing = false, HiddenStates = false, Logits = false };
 
+    private readonly DeepSeekModel? _model;
+
     /// <summary>Reads every layer's attention pattern (batch 1) from the trace.</summary>
     public void Observe(SequenceObservation observation)
     {
         ArgumentNullException.ThrowIfNull(observation);
+        if (observation.Trace.Config.CompressedAttention is not null)
+        {
+            if (_model is null)
+                throw new ArgumentException("a DeepSeek-V4 trace's patterns hold compressed entries: create the accumulator with model: (the traced model) to map them to tokens", nameof(observation));
+            foreach (var mapped in TokenAttention.FromTrace(_model, observation.Trace))
+            {
+                int h = mapped.Heads, n = mapped.SequenceLength;
+                var flat = new float[h * n * n];
+                Buffer.BlockCopy(mapped.Pattern, 0, flat, 0, flat.Length * sizeof(float));
+                ObservePattern(mapped.Layer, h, observation.Ids, flat);
+            }
+            return;
+        }
         for (int layer = 0; layer < observation.Trace.Config.NumHiddenLayers; layer++)
         {
             using var scope = NewDisposeScope();
