@@ -69,7 +69,7 @@ public static class CollectCommand
         var routing = moe ? new ExpertRoutingAccumulator(config) : null;
         var strings = new Dictionary<long, string>();
         Func<long, string>? tokenText = ckpt.Tokenizer is { } tok ? id => strings.TryGetValue(id, out var s) ? s : strings[id] = tok.TokenStrings([id])[0] : null;
-        var heads = new AttentionHeadAccumulator(tokenText: tokenText);
+        var heads = new AttentionHeadAccumulator(tokenText: tokenText, model: ckpt.Model);   // the model maps DeepSeek-V4 compressed entries to tokens
         var accumulators = new List<IDatasetAccumulator> { heads };
         if (routing is not null) accumulators.Insert(0, routing);
         long tokens = data.Sum(d => (long)d.Ids.Length);
