@@ -1,3 +1,4 @@
+using DeepSeekNotebooks.Analysis.Attention;
 #pragma warning disable CS1573 // positional record parameters documented where not self-explanatory
 using DeepSeekNotebooks.Model;
 using DeepSeekNotebooks.Model.Tracing;
@@ -41,7 +42,9 @@ public static class InductionProbe
     /// Draws <paramref name="batch"/> sequences of <paramref name="repeatLength"/> uniform random tokens (seeded), repeats
     /// each twice (after <paramref name="bos"/> when given, as TransformerLens prepends BOS), runs the model and returns the
     /// per-head induction score (<see cref="Score(Tensor, int, int)"/> averaged over the batch) and the mean loss on each repeat.
-    /// <paramref name="hooks"/> run in the forward pass (e.g. to ablate or plant a head).
+    /// <paramref name="hooks"/> run in the forward pass (e.g. to ablate or plant a head). On DeepSeek-V4 the scores are
+    /// read from <see cref="TokenAttention"/>'s token-to-token patterns (compressed entries mapped back to their tokens), so
+    /// a sliding-window layer scores 0 once repeatLength − 1 exceeds the window − 1: the earlier occurrence is out of its reach.
     /// </summary>
     /// <exception cref="ArgumentException">repeatLength &lt; 2, batch &lt; 1, the sequence longer than max_position_embeddings, or bos outside the vocabulary.</exception>
     public static InductionResult Run(DeepSeekModel model, int repeatLength = 20, int batch = 4, int seed = 0, long? bos = null,
@@ -66,12 +69,17 @@ public static class InductionProbe
         using var _ = no_grad();
         using var scope = NewDisposeScope();
         var ids = tensor(tokens.SelectMany(x => x).ToArray(), dtype: ScalarType.Int64).view(batch, seq);
-        var names = Enumerable.Range(0, c.NumHiddenLayers).Select(HookPoints.AttnPattern).Append(HookPoints.Logits).ToArray();
+        bool v4 = c.CompressedAttention is not null;
+        var names = (v4 ? TokenAttention.TraceNames(c) : Enumerable.Range(0, c.NumHiddenLayers).Select(HookPoints.AttnPattern)).Append(HookPoints.Logits).ToArray();
         using var trace = model.RunWithCache(ids, new TraceOptions { Names = names, Hooks = hooks });
+        // DeepSeek-V4: the token-to-token patterns of TokenAttention (compressed entries' mass back on the tokens they pool).
+        var mapped = v4 ? Enumerable.Range(0, batch).Select(b => TokenAttention.FromTrace(model, trace, b)).ToArray() : null;
         var score = new double[c.NumHiddenLayers, c.NumAttentionHeads];
         for (int l = 0; l < c.NumHiddenLayers; l++)
         {
-            var s = Score(trace.AttentionPattern(l), start, repeatLength);
+            var pattern = mapped is null ? trace.AttentionPattern(l)
+                : stack(mapped.Select(m => tensor(m[l].Pattern.Cast<float>().ToArray(), new long[] { m[l].Heads, seq, seq })).ToArray());
+            var s = Score(pattern, start, repeatLength);
             for (int h = 0; h < c.NumAttentionHeads; h++) score[l, h] = s[h];
         }
         // Position p predicts token p + 1. Targets r_2 … r_n of each repeat: start+1 … start+n−1 and start+n+1 … start+2n−1

@@ -33,6 +33,22 @@ public class GenerationRepresentationTests
     }
 
     [Fact]
+    public void InductionProbe_OnV4_SlidingLayersCannotReachTheFirstRepeat_CompressedLayersCan()
+    {
+        // Repeats of 12 tokens: the induction key q − 11 is outside a window of 8 (keys q − 7 … q), so the two sliding
+        // layers score exactly 0; CSA and HCA reach it through the compressed entries that pool it.
+        using var ckpt = GenerationModels.LoadV4();
+        using var scope = NewDisposeScope();
+        var r = InductionProbe.Run(ckpt.Model, repeatLength: 12, batch: 2, seed: 3);
+        for (int h = 0; h < 4; h++)
+        {
+            Assert.Equal(0.0, r.Score[0, h]);
+            Assert.Equal(0.0, r.Score[3, h]);
+            Assert.True(r.Score[1, h] > 0 && r.Score[2, h] > 0, $"head {h}: CSA {r.Score[1, h]}, HCA {r.Score[2, h]}");
+        }
+    }
+
+    [Fact]
     public void LogitLens_Decode_OnV4_RefusesASingleStream_NamingTheStreamsShape()
     {
         using var ckpt = GenerationModels.LoadV4();
