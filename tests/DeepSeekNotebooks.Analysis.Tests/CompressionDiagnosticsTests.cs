@@ -75,4 +75,20 @@ public class CompressionDiagnosticsTests
         using var v32 = GenerationFixtures.V32();
         Assert.Contains("no DeepSeek-V4 attention", Assert.Throws<ArgumentException>(() => CompressionDiagnostics.Measure(v32, new[] { new long[] { 1 } })).Message);
     }
+
+    [Fact]
+    public void Unavailable_IsNullExactlyWhereTheGenerationHasTheMechanism_ElseSaysWhyInOneLine()
+    {
+        var v3 = DeepSeekConfig.TinyFullFeatured;
+        var v32 = DeepSeekConfig.Load(Path.Combine(GoldenFixture.GoldenDir, "v32", "public.hf_config.json"));
+        var v4 = DeepSeekConfig.Load(Path.Combine(GoldenFixture.GoldenDir, "v4", "public.hf_config.json"));
+        Assert.Contains("no lightning indexer", Analysis.Indexer.IndexerDiagnostics.Unavailable(v3));
+        Assert.Null(Analysis.Indexer.IndexerDiagnostics.Unavailable(v32));
+        Assert.Null(Analysis.Indexer.IndexerDiagnostics.Unavailable(v4));
+        Assert.Contains("single residual stream", Analysis.Streams.HyperConnectionDiagnostics.Unavailable(v32));
+        Assert.Null(Analysis.Streams.HyperConnectionDiagnostics.Unavailable(v4));
+        Assert.Contains("no DeepSeek-V4 attention", CompressionDiagnostics.Unavailable(v3));
+        Assert.Null(CompressionDiagnostics.Unavailable(v4));
+        Assert.DoesNotContain('\n', CompressionDiagnostics.Unavailable(v32)!);
+    }
 }

@@ -88,6 +88,13 @@ public sealed record CompressionDiagnosticsResult
 /// </summary>
 public static class CompressionDiagnostics
 {
+    /// <summary>Null when <paramref name="config"/> has DeepSeek-V4 attention; otherwise one line saying why there is nothing to diagnose.</summary>
+    public static string? Unavailable(DeepSeekConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return config.CompressedAttention is null ? "the model has no DeepSeek-V4 attention (sliding window / CSA / HCA with sinks): every key is a raw token, nothing is compressed" : null;
+    }
+
     /// <summary>The diagnostics of <paramref name="checkpoint"/>'s model on <paramref name="prompts"/>.</summary>
     public static CompressionDiagnosticsResult Measure(Checkpoint checkpoint, IReadOnlyList<long[]> prompts)
     {

@@ -22,6 +22,17 @@ namespace DeepSeekNotebooks.Analysis.Indexer;
 /// </remarks>
 public static class IndexerDiagnostics
 {
+    /// <summary>
+    /// Null when <paramref name="config"/> has an indexer to diagnose; otherwise one line saying why not (for a notebook
+    /// section or CLI that skips what does not apply).
+    /// </summary>
+    public static string? Unavailable(DeepSeekConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return Enumerable.Range(0, config.NumHiddenLayers).Any(l => config.AttentionKindOf(l) is AttentionKind.MlaWithIndexer or AttentionKind.CompressedSparse)
+            ? null : "the model has no lightning indexer (DeepSeek-V3.2 blocks or DeepSeek-V4 CSA blocks): nothing selects keys, so there are no indexer diagnostics";
+    }
+
     /// <summary>The diagnostics of <paramref name="checkpoint"/>'s model on <paramref name="prompts"/>.</summary>
     public static IndexerDiagnosticsResult Measure(Checkpoint checkpoint, IReadOnlyList<long[]> prompts)
     {

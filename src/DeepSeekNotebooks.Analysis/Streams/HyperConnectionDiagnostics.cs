@@ -110,6 +110,13 @@ public sealed record HyperConnectionDiagnosticsResult
 /// </remarks>
 public static class HyperConnectionDiagnostics
 {
+    /// <summary>Null when <paramref name="config"/> has hyper-connection streams; otherwise one line saying why there is nothing to diagnose.</summary>
+    public static string? Unavailable(DeepSeekConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return config.HyperConnections is null ? "the model has a single residual stream (no mHC hyper-connections, hc_mult): there are no stream-mixing diagnostics" : null;
+    }
+
     /// <summary>The diagnostics of <paramref name="checkpoint"/>'s model on <paramref name="prompts"/>.</summary>
     public static HyperConnectionDiagnosticsResult Measure(Checkpoint checkpoint, IReadOnlyList<long[]> prompts)
     {

@@ -55,13 +55,11 @@ public static class DiagnoseCommand
             {
                 string? skip = kind switch
                 {
-                    "indexer" when !Enumerable.Range(0, c.NumHiddenLayers).Any(l => c.AttentionKindOf(l) is AttentionKind.MlaWithIndexer or AttentionKind.CompressedSparse)
-                        => "indexer: skipped, the model has no lightning indexer (DeepSeek-V3.2 or V4 CSA blocks)",
-                    "streams" when c.HyperConnections is null => "streams: skipped, the model has a single residual stream (no mHC)",
-                    "compression" when c.CompressedAttention is null => "compression: skipped, the model has no DeepSeek-V4 attention",
-                    _ => null,
+                    "indexer" => IndexerDiagnostics.Unavailable(c),
+                    "streams" => HyperConnectionDiagnostics.Unavailable(c),
+                    _ => CompressionDiagnostics.Unavailable(c),
                 };
-                if (skip is not null) { Console.WriteLine(skip); continue; }
+                if (skip is not null) { Console.WriteLine($"{kind}: skipped, {skip}"); continue; }
                 string json = kind switch
                 {
                     "indexer" => Indexer(ckpt, prompts),
