@@ -61,6 +61,11 @@ public class CompressionDiagnosticsTests
         var byKind = r.ByKind;
         Assert.Equal(3, byKind.Length);
         Assert.Equal((r.Layers[0].Window + r.Layers[3].Window) / 2, byKind.Single(k => k.Kind == AttentionKind.SlidingWindow).Window, 12);
+        // By kind and distance: each kind's rows sum to 1; the sliding kind's bucket 0 is the mean of blocks 0 and 3.
+        foreach (var g in r.ByKindAndDistance.GroupBy(x => x.Kind)) Assert.Equal(1, g.Sum(x => x.Mass), 5);
+        double b0 = r.ByDistance.Where(x => x.Kind == AttentionKind.SlidingWindow && x.Source == AttentionMassSource.Window && x.From == 0).Sum(x => x.Mass) / 2;
+        Assert.Equal(b0, r.ByKindAndDistance.Single(x => x.Kind == AttentionKind.SlidingWindow && x.Source == AttentionMassSource.Window && x.From == 0).Mass, 12);
+        Assert.Equal(3, r.KindFrame().Rows.Count);
     }
 
     [Fact]

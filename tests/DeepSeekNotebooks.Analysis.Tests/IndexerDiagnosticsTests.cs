@@ -157,6 +157,14 @@ public class IndexerDiagnosticsTests
         }
         Assert.Contains(r.Queries, q => !q.AllSelected && q.Recall < 1 - 1e-4);
         Assert.Equal(entries, r.ByPosition.Max(x => x.Key) + 1);
+        // Counts per entry: a direct count over the trace's picks (entries visible from query 4e + 3 on).
+        for (int e = 0; e < entries; e++)
+        {
+            long kept = Enumerable.Range(0, n).Count(t => picks[t * 2] == e || picks[t * 2 + 1] == e);
+            var row = r.ByPosition.Single(x => x.Layer == 1 && x.Key == e);
+            Assert.Equal(kept, row.Selected);
+            Assert.Equal(n - (4 * e + 3), row.Visible);
+        }
     }
 
     [Fact]

@@ -55,6 +55,23 @@ public sealed record CompressionDiagnosticsResult
     public CompressionLayerSummary[] ByKind => Layers.GroupBy(l => l.Kind).OrderBy(g => g.Key)
         .Select(g => new CompressionLayerSummary(-1, g.Key, g.First().Ratio, g.Average(l => l.Window), g.Average(l => l.Compressed), g.Average(l => l.Sink))).ToArray();
 
+    /// <summary>
+    /// Mass by attention kind, source and distance bucket: each bucket's mass averaged over the blocks of that kind (a block
+    /// with nothing in the bucket counts as 0), so each kind's rows sum to 1 like a block's. Layer is −1.
+    /// </summary>
+    [JsonIgnore]
+    public CompressionMass[] ByKindAndDistance => ByDistance.GroupBy(r => (r.Kind, r.Source, r.From, r.To))
+        .OrderBy(g => g.Key.Kind).ThenBy(g => g.Key.Source).ThenBy(g => g.Key.From)
+        .Select(g => new CompressionMass(-1, g.Key.Kind, g.Key.Source, g.Key.From, g.Key.To, g.Sum(r => r.Mass) / Layers.Count(l => l.Kind == g.Key.Kind))).ToArray();
+
+    /// <summary><see cref="ByKind"/> as a DataFrame (kind, ratio, window, compressed, sink).</summary>
+    public DataFrame KindFrame()
+    {
+        var rows = ByKind;
+        return new DataFrame(Frames.Str("kind", rows, r => r.Kind.ToString()), Frames.Int("ratio", rows, r => r.Ratio),
+            Frames.Double("window", rows, r => r.Window), Frames.Double("compressed", rows, r => r.Compressed), Frames.Double("sink", rows, r => r.Sink));
+    }
+
     /// <summary>Block totals as a DataFrame (layer, kind, ratio, window, compressed, sink).</summary>
     public DataFrame ToDataFrame() => new(
         Frames.Int("layer", Layers, r => r.Layer), Frames.Str("kind", Layers, r => r.Kind.ToString()), Frames.Int("ratio", Layers, r => r.Ratio),
