@@ -79,6 +79,34 @@ public class IndexerDiagnosticsTests
     }
 
     [Fact]
+    public void V32_ALaterBlocksDenseReference_IsTheWideModelWithTheSparseMasksOfTheBlocksBefore()
+    {
+        using var ckpt = GenerationFixtures.V32();
+        var ids = GenerationFixtures.Prompt(20, 9);
+        var r = IndexerDiagnostics.Measure(ckpt, new[] { ids });
+        using var wide = GenerationFixtures.WithTopk(ckpt.Model, 64);
+        using var scope = NewDisposeScope();
+        using var sparse = ckpt.Model.RunWithCache(tensor(ids).unsqueeze(0), new TraceOptions { Names = "blocks.*.attn.indexer.topk" });
+        // The wide model keeps every key; give blocks 0 and 1 the sparse model's masks, so block 2 sees the analysed input.
+        var hooks = new Dictionary<string, HookFunction>
+        {
+            [HookPoints.IndexerTopk(0)] = (_, _) => sparse[HookPoints.IndexerTopk(0)],
+            [HookPoints.IndexerTopk(1)] = (_, _) => sparse[HookPoints.IndexerTopk(1)],
+        };
+        using var dense = wide.RunWithCache(tensor(ids).unsqueeze(0), new TraceOptions { Names = NamesFilter.Exact(HookPoints.AttnPattern(2)), Hooks = hooks });
+        var p = dense[HookPoints.AttnPattern(2)][0].sum(dim: 0).to(float64);
+        p = p / p.sum(-1, keepdim: true);
+        var kept = sparse[HookPoints.IndexerTopk(2)][0].to(float64);
+        foreach (var q in r.Queries.Where(q => q.Layer == 2))
+            Assert.Equal((p[q.Query] * kept[q.Query]).sum().item<double>(), q.Recall, 5);
+        // The control: without the masks before it (every block dense), block 2's recall differs, so the match above is not automatic.
+        using var allDense = wide.RunWithCache(tensor(ids).unsqueeze(0), new TraceOptions { Names = NamesFilter.Exact(HookPoints.AttnPattern(2)) });
+        var pAll = allDense[HookPoints.AttnPattern(2)][0].sum(dim: 0).to(float64);
+        pAll = pAll / pAll.sum(-1, keepdim: true);
+        Assert.Contains(r.Queries.Where(q => q.Layer == 2), q => Math.Abs((pAll[q.Query] * kept[q.Query]).sum().item<double>() - q.Recall) > 1e-4);
+    }
+
+    [Fact]
     public void V32_Counts_EqualADirectCountOverTheTracesIndexTopk_AndOverlapsAreJaccardOfThoseSets()
     {
         using var ckpt = GenerationFixtures.V32();
