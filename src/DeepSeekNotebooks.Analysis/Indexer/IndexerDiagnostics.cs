@@ -14,9 +14,10 @@ namespace DeepSeekNotebooks.Analysis.Indexer;
 /// </summary>
 /// <remarks>
 /// The model analysed is the sparse one as loaded. The dense attention of block L is that block's attention with its
-/// indexer mask removed and every earlier block unchanged, obtained through hooks, one extra forward per indexer layer:
-/// for V3.2 the <c>attn.indexer.topk</c> mask is replaced by the causal mask; for V4 (a fixed-width list of entries)
-/// the entries are hooked in chunks of top-k, and each slot's probability divided by the sink's share
+/// indexer mask removed and every earlier block unchanged, obtained through hooks on a batch of copies of the prompt:
+/// for V3.2 one forward per prompt whose row i has block i's <c>attn.indexer.topk</c> mask replaced by the causal mask;
+/// for V4 (a fixed-width list of entries) one forward per CSA block whose rows hook the picks with the entries in chunks of
+/// top-k, and each slot's probability divided by the sink's share
 /// (<c>attn.sink_share</c>, the same logit in every run) gives its unnormalised weight exp(score − sink), so the weights
 /// of all chunks, the window and the sink normalise into the dense distribution. Nothing of the model is re-implemented.
 /// </remarks>
@@ -82,9 +83,10 @@ public static class IndexerDiagnostics
         {
             var ids = prompts[p];
             var sets = new Dictionary<int, List<HashSet<int>?>>();   // layer → per query, the kept set where a choice was made
+            var tokenData = axis == IndexerKeyAxis.Tokens ? MeasureTokens(model, ids, layers) : null;
             foreach (var layer in layers)
             {
-                var d = axis == IndexerKeyAxis.Tokens ? MeasureTokens(model, ids, layer) : MeasureEntries(model, ids, layer, ratio);
+                var d = tokenData?[layer] ?? MeasureEntries(model, ids, layer, ratio);
                 var perQuery = new List<HashSet<int>?>();
                 for (int q = 0; q < ids.Length; q++)
                 {
@@ -160,38 +162,53 @@ public static class IndexerDiagnostics
     /// <summary>One layer of one prompt on the indexer's key axis: [query, key] arrays, keys 0 … Visible[q]−1 visible.</summary>
     internal sealed record LayerData(int[] Visible, bool[,] Selected, double[,] Scores, double[,] Dense, double[,] Sparse);
 
-    /// <summary>V3.2: keys are tokens; the dense attention is the block's attention with the indexer mask replaced by the causal one.</summary>
-    internal static LayerData MeasureTokens(DeepSeekModel model, long[] ids, int layer)
+    /// <summary>
+    /// V3.2: keys are tokens. One batched forward: row i replaces block layers[i]'s indexer mask by the causal mask (its dense
+    /// attention; the blocks before it are untouched), the last row is the analysed model.
+    /// </summary>
+    internal static Dictionary<int, LayerData> MeasureTokens(DeepSeekModel model, long[] ids, IReadOnlyList<int> layers)
     {
         using var scope = NewDisposeScope();
-        int n = ids.Length;
-        using var input = tensor(ids).unsqueeze(0);
-        double[] scores, sparse, dense;
-        bool[] selected;
-        using (var trace = model.RunWithCache(input, new TraceOptions { Names = NamesFilter.Exact(HookPoints.IndexerScores(layer), HookPoints.IndexerTopk(layer), HookPoints.AttnPattern(layer)) }))
+        int n = ids.Length, rows = layers.Count + 1, baseRow = layers.Count;
+        using var input = tensor(ids).unsqueeze(0).expand(rows, -1).contiguous();
+        var hooks = new Dictionary<string, HookFunction>();
+        for (int i = 0; i < layers.Count; i++)
         {
-            scores = Doubles(trace[HookPoints.IndexerScores(layer)][0]);
-            selected = trace[HookPoints.IndexerTopk(layer)][0].contiguous().data<bool>().ToArray();
-            sparse = Doubles(trace[HookPoints.AttnPattern(layer)][0].sum(dim: 0));            // head-summed [n, n]
-        }
-        var hooks = new Dictionary<string, HookFunction> { [HookPoints.IndexerTopk(layer)] = (v, _) => ones(v.shape, dtype: float32, device: v.device).tril().gt(0) };
-        using (var trace = model.RunWithCache(input, new TraceOptions { Names = NamesFilter.Exact(HookPoints.AttnPattern(layer)), Hooks = hooks }))
-            dense = Doubles(trace[HookPoints.AttnPattern(layer)][0].sum(dim: 0));
-        var visible = Enumerable.Range(1, n).ToArray();
-        var d = new LayerData(visible, new bool[n, n], new double[n, n], new double[n, n], new double[n, n]);
-        for (int q = 0; q < n; q++)
-        {
-            double zd = 0, zs = 0;
-            for (int k = 0; k <= q; k++) { zd += dense[q * n + k]; zs += sparse[q * n + k]; }
-            for (int k = 0; k <= q; k++)
+            int row = i;
+            hooks[HookPoints.IndexerTopk(layers[i])] = (v, _) =>
             {
-                d.Selected[q, k] = selected[q * n + k];
-                d.Scores[q, k] = scores[q * n + k];
-                d.Dense[q, k] = dense[q * n + k] / zd;
-                d.Sparse[q, k] = sparse[q * n + k] / zs;
-            }
+                var causal = ones(n, n, dtype: float32, device: v.device).tril().gt(0).unsqueeze(0);
+                var pick = zeros(rows, 1, 1, dtype: ScalarType.Bool, device: v.device);
+                pick[row] = tensor(true);
+                return where(pick, causal.expand(v.shape), v);
+            };
         }
-        return d;
+        var names = layers.SelectMany(l => new[] { HookPoints.IndexerScores(l), HookPoints.IndexerTopk(l), HookPoints.AttnPattern(l) }).ToArray();
+        using var trace = model.RunWithCache(input, new TraceOptions { Names = NamesFilter.Exact(names), Hooks = hooks });
+        var result = new Dictionary<int, LayerData>();
+        for (int i = 0; i < layers.Count; i++)
+        {
+            int layer = layers[i];
+            var scores = Doubles(trace[HookPoints.IndexerScores(layer)][baseRow]);
+            var selected = trace[HookPoints.IndexerTopk(layer)][baseRow].contiguous().data<bool>().ToArray();
+            var sparse = Doubles(trace[HookPoints.AttnPattern(layer)][baseRow].sum(dim: 0));      // head-summed [n, n]
+            var dense = Doubles(trace[HookPoints.AttnPattern(layer)][i].sum(dim: 0));
+            var d = new LayerData(Enumerable.Range(1, n).ToArray(), new bool[n, n], new double[n, n], new double[n, n], new double[n, n]);
+            for (int q = 0; q < n; q++)
+            {
+                double zd = 0, zs = 0;
+                for (int k = 0; k <= q; k++) { zd += dense[q * n + k]; zs += sparse[q * n + k]; }
+                for (int k = 0; k <= q; k++)
+                {
+                    d.Selected[q, k] = selected[q * n + k];
+                    d.Scores[q, k] = scores[q * n + k];
+                    d.Dense[q, k] = dense[q * n + k] / zd;
+                    d.Sparse[q, k] = sparse[q * n + k] / zs;
+                }
+            }
+            result[layer] = d;
+        }
+        return result;
     }
 
     /// <summary>
@@ -206,49 +223,51 @@ public static class IndexerDiagnostics
         var visible = Enumerable.Range(0, n).Select(t => (t + 1) / ratio).ToArray();
         var d = new LayerData(visible, new bool[n, Math.Max(entries, 1)], new double[n, Math.Max(entries, 1)], new double[n, Math.Max(entries, 1)], new double[n, Math.Max(entries, 1)]);
         if (entries == 0 || kk == 0) return d;
-        using var input = tensor(ids).unsqueeze(0);
+        // One batched forward: row c hooks the indexer's picks with entries c·kk … c·kk+kk−1, the last row is the analysed model.
+        int chunks = (entries + kk - 1) / kk, baseRow = chunks;
+        using var input = tensor(ids).unsqueeze(0).expand(chunks + 1, -1).contiguous();
         string patternName = HookPoints.AttnPattern(layer), sinkName = HookPoints.AttnSinkShare(layer);
-        double[] scores, pattern, sink;
+        var hooks = new Dictionary<string, HookFunction>
+        {
+            [HookPoints.IndexerTopk(layer)] = (v, _) =>
+            {
+                var e = (arange(chunks, dtype: int64, device: v.device).view(chunks, 1, 1) * kk + arange(kk, dtype: int64, device: v.device).view(1, 1, kk)).expand(chunks, n, kk);
+                var limit = tensor(visible.Select(x => (long)x).ToArray(), device: v.device).view(1, -1, 1);
+                e = e.masked_fill(e.ge(limit).logical_or(e.ge(entries)), -1);
+                return cat(new[] { e, v.narrow(0, baseRow, 1) }, 0).contiguous();
+            },
+        };
+        double[] scores, pattern, sink, allPattern, allSink;
         long[] picks;
         int heads;
-        using (var trace = model.RunWithCache(input, new TraceOptions { Names = NamesFilter.Exact(HookPoints.IndexerScores(layer), HookPoints.IndexerTopk(layer), patternName, sinkName) }))
+        using (var trace = model.RunWithCache(input, new TraceOptions { Names = NamesFilter.Exact(HookPoints.IndexerScores(layer), HookPoints.IndexerTopk(layer), patternName, sinkName), Hooks = hooks }))
         {
-            scores = Doubles(trace[HookPoints.IndexerScores(layer)][0]);                    // [n, C]
-            picks = trace[HookPoints.IndexerTopk(layer)][0].contiguous().data<long>().ToArray();   // [n, kk]
-            pattern = Doubles(trace[patternName][0]);                                       // [h, n, n + C]
-            sink = Doubles(trace[sinkName][0]);                                             // [h, n]
+            scores = Doubles(trace[HookPoints.IndexerScores(layer)][baseRow]);                    // [n, C]
+            picks = trace[HookPoints.IndexerTopk(layer)][baseRow].contiguous().data<long>().ToArray();   // [n, kk]
+            pattern = Doubles(trace[patternName][baseRow]);                                       // [h, n, n + C]
+            sink = Doubles(trace[sinkName][baseRow]);                                             // [h, n]
+            allPattern = Doubles(trace[patternName]);                                             // [chunks + 1, h, n, n + C]
+            allSink = Doubles(trace[sinkName]);                                                   // [chunks + 1, h, n]
             heads = (int)trace[sinkName].shape[1];
         }
         int width = n + entries;
-        // Unnormalised weights w = p / sink = exp(score − sink): the window from the analysed run, the entries chunk by chunk.
+        // Unnormalised weights w = p / sink = exp(score − sink): the window from the analysed row, the entries chunk by chunk.
         var weight = new double[heads, n, width];
         for (int h = 0; h < heads; h++)
             for (int t = 0; t < n; t++)
             {
-                double s = sink[h * n + t];
-                if (!(s > 0)) throw new InvalidOperationException($"block {layer}, head {h}, query {t}: the sink's share underflowed to 0, so the dense attention cannot be recovered from the slot probabilities");
-                for (int col = 0; col < n; col++) weight[h, t, col] = pattern[(h * n + t) * width + col] / s;
+                double sk = sink[h * n + t];
+                if (!(sk > 0)) throw new InvalidOperationException($"block {layer}, head {h}, query {t}: the sink's share underflowed to 0, so the dense attention cannot be recovered from the slot probabilities");
+                for (int col = 0; col < n; col++) weight[h, t, col] = pattern[(h * n + t) * width + col] / sk;
             }
-        for (int start = 0; start < entries; start += kk)
-        {
-            int first = start;
-            var hooks = new Dictionary<string, HookFunction>
-            {
-                [HookPoints.IndexerTopk(layer)] = (v, _) =>
-                {
-                    var e = arange(first, first + kk, dtype: int64, device: v.device).view(1, 1, kk).expand(v.shape);
-                    var limit = tensor(visible.Select(x => (long)x).ToArray(), device: v.device).view(1, -1, 1);
-                    return e.masked_fill(e.ge(limit).logical_or(e.ge(entries)), -1).contiguous();
-                },
-            };
-            using var trace = model.RunWithCache(input, new TraceOptions { Names = NamesFilter.Exact(patternName, sinkName), Hooks = hooks });
-            var pc = Doubles(trace[patternName][0]);
-            var sc = Doubles(trace[sinkName][0]);
+        for (int c = 0; c < chunks; c++)
             for (int h = 0; h < heads; h++)
                 for (int t = 0; t < n; t++)
-                    for (int e = first; e < Math.Min(first + kk, visible[t]); e++)
-                        weight[h, t, n + e] = pc[(h * n + t) * width + n + e] / sc[h * n + t];
-        }
+                {
+                    double sk = allSink[(c * heads + h) * n + t];
+                    for (int e = c * kk; e < Math.Min(c * kk + kk, visible[t]); e++)
+                        weight[h, t, n + e] = allPattern[((c * heads + h) * n + t) * width + n + e] / sk;
+                }
         for (int t = 0; t < n; t++)
         {
             if (visible[t] == 0) continue;
