@@ -79,6 +79,22 @@ public class DiagnoseCommandTests : IDisposable
         Assert.Equal(2, rc);
         Assert.Contains("--quantisation must be official or off, got 'fp4'", err);
         Assert.False(Directory.Exists(Path.Combine(_tmp, "bad")));
+        (rc, _, err) = Run("diagnose", "--out", Path.Combine(_tmp, "bad"));
+        Assert.Equal(2, rc);
+        Assert.Contains("give at least one prompt", err);
+        var noTokenizer = Path.Combine(ReportTestSupport.RepoRoot, "data", "checkpoints", "golden-tiny-hf");
+        (rc, _, err) = Run("diagnose", "--checkpoint", noTokenizer, "--text", "hello", "--out", Path.Combine(_tmp, "bad"));
+        Assert.Equal(2, rc);
+        Assert.Contains("--text needs a checkpoint with tokenizer.json", err);
+    }
+
+    [Fact]
+    public void Diagnose_Text_IsTokenizedWithTheCheckpointsTokenizer()
+    {
+        // The bundled model (V3-style, with a tokenizer): the text is accepted and every diagnostic is skipped in one line.
+        var (rc, stdout, stderr) = Run("diagnose", "--text", "the cat sat", "--out", Path.Combine(_tmp, "bundled"));
+        Assert.True(rc == 0, stderr);
+        Assert.Contains("nothing to diagnose", stdout);
     }
 
     public void Dispose() { try { Directory.Delete(_tmp, true); } catch (IOException) { } }

@@ -26,7 +26,11 @@ public static class DiagnoseCommand
         {
             Description = "Comma-separated token ids of one prompt; repeat the option for more prompts (lengths may differ).",
             AllowMultipleArgumentsPerToken = false,
-            Required = true,
+        };
+        var text = new Option<string[]>("--text")
+        {
+            Description = "A prompt as text, tokenized with the checkpoint's tokenizer.json; repeatable, and combinable with --input-ids.",
+            AllowMultipleArgumentsPerToken = false,
         };
         var what = new Option<string[]>("--what")
         {
@@ -39,16 +43,26 @@ public static class DiagnoseCommand
         var quantisation = CliSupport.QuantisationOption();
         var command = new Command("diagnose", "DeepSeek-V3.2/V4 diagnostics: indexer recall and KL vs the dense attention, mHC stream mixing and effective depth, attention mass on compressed entries.")
         {
-            checkpoint, inputIds, what, output, allowPickle, quantisation,
+            checkpoint, inputIds, text, what, output, allowPickle, quantisation,
         };
         command.SetAction(parse => CliSupport.Run(() =>
         {
-            var prompts = parse.GetValue(inputIds)!.Select(s => CliSupport.ParseIds(s)).ToArray();
+            var idPrompts = (parse.GetValue(inputIds) ?? Array.Empty<string>()).Select(s => CliSupport.ParseIds(s)).ToList();
+            var texts = parse.GetValue(text) ?? Array.Empty<string>();
+            if (idPrompts.Count == 0 && texts.Length == 0)
+                throw new UsageException("give at least one prompt: --input-ids 303,211,294 or --text \"…\" (each repeatable)");
             var chosen = parse.GetValue(what) is { Length: > 0 } w ? w.Distinct().ToArray() : Kinds;
             var outDir = parse.GetValue(output)!.FullName;
             using var ckpt = Checkpoint.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)),
                 new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle), Quantisation = CliSupport.ParseQuantisation(parse.GetValue(quantisation)) });
             var c = ckpt.Config;
+            foreach (var t in texts)
+            {
+                var encoded = ckpt.Tokenizer?.Encode(t) ?? throw new UsageException($"--text needs a checkpoint with tokenizer.json ({CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint))} has none); give --input-ids instead");
+                if (encoded.Length == 0) throw new UsageException($"--text \"{t}\" tokenized to no tokens; give a non-empty prompt");
+                idPrompts.Add(encoded);
+            }
+            var prompts = idPrompts.ToArray();
             Directory.CreateDirectory(outDir);
             int ran = 0;
             foreach (var kind in chosen)
