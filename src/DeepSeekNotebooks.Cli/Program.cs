@@ -47,6 +47,7 @@ public static class Program
         root.Subcommands.Add(SanityCommand.Create());
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(CaseStudyCommand.Create());
+        root.Subcommands.Add(DiagnoseCommand.Create());
         return root;
     }
 }
