@@ -219,10 +219,13 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
             foreach (var layer in layers)
                 h = layer.Forward(h, cos, sin, mask, ctx, inputIds);
         else
+        {
+            _streamer.ReleasePinned();
             for (int i = 0; i < layers.Count; i++)
                 h = is_grad_enabled() && h.requires_grad
                     ? Checkpoints.StreamedBlockFunction.apply(h, new Checkpoints.StreamedBlockCall(this, i, ctx, inputIds))
-                    : RunStreamedBlock(i, h, ctx, inputIds);
+                    : RunStreamedBlock(i, h, ctx, inputIds, pinIfDifferentiable: true);
+        }
         if (hc is not null) h = HyperConnections.Head(h, hc_head_fn!, hc_head_scale!, hc_head_base!, hc, Config.RmsNormEps, ctx);
         h = norm.forward(h);
         if (ctx is not null) h = ctx.Point(HookPoints.FinalNorm, h);
@@ -232,14 +235,23 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Runs block <paramref name="layer"/> with its weights brought in for the call (stream residency).</summary>
-    internal Tensor RunStreamedBlock(int layer, Tensor h, ForwardContext? ctx, Tensor? inputIds)
+    /// <remarks>
+    /// With <paramref name="pinIfDifferentiable"/>, a block whose output requires gradients although its input does not
+    /// (a hook made a block-internal tensor a leaf: layer attribution) keeps its weights in until the next forward call,
+    /// because the graph from the hook point on saved them.
+    /// </remarks>
+    internal Tensor RunStreamedBlock(int layer, Tensor h, ForwardContext? ctx, Tensor? inputIds, bool pinIfDifferentiable = false)
     {
         using var scope = NewDisposeScope();
         long seq = h.shape[1];
         var (cos, sin) = RotaryEmbedding.Tables(_inverseFrequencies, 0, seq, h.device);
         var mask = MultiHeadLatentAttention.CausalMask(seq, h.device);
         using (_streamer!.Enter(layer))
-            return layers[layer].Forward(h, cos, sin, mask, ctx, inputIds).MoveToOuterDisposeScope();
+        {
+            var output = layers[layer].Forward(h, cos, sin, mask, ctx, inputIds);
+            if (pinIfDifferentiable && output.requires_grad && !h.requires_grad) _streamer.Pin(layer);
+            return output.MoveToOuterDisposeScope();
+        }
     }
 
     private Checkpoints.BlockStreamer? _streamer;

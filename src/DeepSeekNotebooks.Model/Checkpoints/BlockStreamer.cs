@@ -57,8 +57,11 @@ internal sealed class BlockStreamer : IDisposable
     /// <summary>The shapes of every block parameter (what the released parameters would hold).</summary>
     internal IEnumerable<(string Name, long[] Shape)> BlockShapes => _blocks.SelectMany(b => b.Select(p => (p.Name, p.Shape)));
 
-    /// <summary>Bytes of block parameters currently held in memory (0 between blocks).</summary>
+    /// <summary>Bytes of block parameters currently in use (0 between blocks; the reused buffer is <see cref="ArenaBytes"/>).</summary>
     internal long LiveBytes { get; private set; }
+
+    /// <summary>Bytes of the one buffer blocks are read into in turn (0 before the first block is read).</summary>
+    internal long ArenaBytes => _arena is null ? 0 : _arena.numel() * CheckpointWeights.ElementSize(_dtype);
 
     /// <summary>The most block-parameter bytes held at once since load (or since <see cref="ResetPeak"/>).</summary>
     internal long PeakLiveBytes { get; private set; }
@@ -81,12 +84,16 @@ internal sealed class BlockStreamer : IDisposable
         {
             if (_depth[layer]++ == 0)
             {
+                bool arena = _arenaLayer < 0;
                 try
                 {
+                    if (arena) _arenaLayer = layer;
+                    long offset = 0;
                     using (no_grad())
                         foreach (var (name, p, shape) in _blocks[layer])
                         {
-                            using var t = _weights.Read(name, shape, _dtype, _device);
+                            using var t = arena && p.dtype == _dtype ? ArenaView(ref offset, shape) : empty(shape, dtype: p.dtype, device: _device);
+                            _weights.ReadInto(name, t);
                             p.set_(t);
                         }
                 }
@@ -94,6 +101,7 @@ internal sealed class BlockStreamer : IDisposable
                 {
                     foreach (var (_, p, _) in _blocks[layer]) Release(p);
                     _depth[layer] = 0;
+                    if (arena) _arenaLayer = -1;
                     throw;
                 }
                 LiveBytes += BlockBytes(layer);
@@ -105,6 +113,28 @@ internal sealed class BlockStreamer : IDisposable
         return new Scope(this, layer);
     }
 
+    private readonly List<IDisposable> _pinned = new();
+
+    /// <summary>
+    /// Keeps block <paramref name="layer"/>'s weights in until <see cref="ReleasePinned"/>: a hook made a tensor inside
+    /// the block require gradients (layer attribution at a block-internal hook point), so the graph from there on saved
+    /// the block's weights; they stay valid until the model's next forward call (at most one extra block per call).
+    /// </summary>
+    internal void Pin(int layer)
+    {
+        lock (_lock) _pinned.Add(Enter(layer));
+    }
+
+    /// <summary>Releases the blocks <see cref="Pin"/> kept (called at the start of every streamed forward).</summary>
+    internal void ReleasePinned()
+    {
+        lock (_lock)
+        {
+            foreach (var scope in _pinned) scope.Dispose();
+            _pinned.Clear();
+        }
+    }
+
     private void Exit(int layer)
     {
         lock (_lock)
@@ -112,8 +142,33 @@ internal sealed class BlockStreamer : IDisposable
             if (--_depth[layer] > 0) return;
             foreach (var (_, p, _) in _blocks[layer]) Release(p);
             LiveBytes -= BlockBytes(layer);
+            if (_arenaLayer == layer) _arenaLayer = -1;
         }
     }
+
+    // One buffer of the largest block's size, reused by every block in turn: reading a block then writes into memory
+    // already mapped (no page faults on every block of every forward), and the process keeps one block's worth of
+    // weights allocated between calls. A block brought in while another holds the arena (LoadBlockWeights during a
+    // forward) gets fresh memory instead. Parameters point into it with set_, which bumps their version counters, so a
+    // graph that saved a block's weights fails loudly ("modified by an inplace operation") instead of reading stale data.
+    private Tensor? _arena;
+    private int _arenaLayer = -1;
+    private const long ArenaAlignment = 64;   // elements; keeps every parameter 64-element aligned
+
+    private Tensor ArenaView(ref long offset, long[] shape)
+    {
+        if (_arena is null)
+        {
+            long largest = _blocks.Max(b => b.Sum(p => Aligned(p.Shape.Aggregate(1L, (x, y) => x * y))));
+            _arena = empty(largest, dtype: _dtype, device: _device).DetachFromDisposeScope();   // outlives the forward that first needs it
+        }
+        long count = shape.Aggregate(1L, (x, y) => x * y);
+        var view = _arena.narrow(0, offset, count).view(shape);
+        offset += Aligned(count);
+        return view;
+    }
+
+    private static long Aligned(long n) => (n + ArenaAlignment - 1) / ArenaAlignment * ArenaAlignment;
 
     private void Release(Parameter p)
     {
@@ -136,6 +191,7 @@ internal sealed class BlockStreamer : IDisposable
     /// <summary>Closes the checkpoint files.</summary>
     public void Dispose()
     {
+        _arena?.Dispose();
         foreach (var f in _files) f.Dispose();
     }
 }

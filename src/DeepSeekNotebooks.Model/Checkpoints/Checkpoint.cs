@@ -311,6 +311,10 @@ public sealed class Checkpoint : IDisposable
                     p.set_(nothing);
                     p.requires_grad_(false);
                 }
+            // TorchSharp's modules make their parameters from temporaries (torch.empty(...).AsParameter()) that share the
+            // storage and are freed only by their finalizers: collect them now, or building would hold the whole model.
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
         });
         try
         {
