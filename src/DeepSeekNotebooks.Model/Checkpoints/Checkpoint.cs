@@ -183,6 +183,21 @@ public sealed class Checkpoint : IDisposable
         return total > 0 ? total : null;
     }
 
+    /// <summary>
+    /// Returns free native heap pages to the OS (glibc <c>malloc_trim</c>): a block's parameters are allocated between
+    /// other allocations, so once released their pages stay in the process unless trimmed. No-op where libc has no such call.
+    /// </summary>
+    internal static void TrimNativeHeap()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        try { malloc_trim(0); }
+        catch (DllNotFoundException) { }
+        catch (EntryPointNotFoundException) { }
+    }
+
+    [DllImport("libc", EntryPoint = "malloc_trim")]
+    private static extern int malloc_trim(nuint pad);
+
     private const string PickleTempPrefix = "deepseek-notebooks-pickle-";
 
     private static (DeepSeekConfig, List<SafetensorsFile>) ReadOfficial(string directory)
@@ -315,6 +330,7 @@ public sealed class Checkpoint : IDisposable
             // storage and are freed only by their finalizers: collect them now, or building would hold the whole model.
             GC.Collect();
             GC.WaitForPendingFinalizers();
+            TrimNativeHeap();
         });
         try
         {
