@@ -249,6 +249,7 @@ internal sealed class CheckpointWeights
         bool direct = destination.device_type == DeviceType.CPU && destination.is_contiguous() && torchType == destination.dtype && BitConverter.IsLittleEndian;
         long chunk = Math.Max(1, StagingBytes / size);
         Tensor? staging = null;
+        try
         {
             for (long done = 0; done < count; done += chunk)
             {
@@ -262,14 +263,14 @@ internal sealed class CheckpointWeights
                 }
                 if (torchType is { } tt)
                 {
-                    staging ??= Staging(tt, chunk);
+                    staging ??= empty(Math.Min(chunk, count), dtype: tt);
                     using var stage = staging.narrow(0, 0, n);
                     source.File.ReadBytes(info, byteOffset, stage.bytes);
                     part.copy_(stage);
                 }
                 else if (ByteTable(info.DType) is { } table)
                 {
-                    staging ??= Staging(ScalarType.Byte, chunk);
+                    staging ??= empty(Math.Min(chunk, count), dtype: ScalarType.Byte);
                     using var stage = staging.narrow(0, 0, n);
                     source.File.ReadBytes(info, byteOffset, stage.bytes);
                     using var lut = tensor(table);
@@ -289,21 +290,7 @@ internal sealed class CheckpointWeights
                 }
             }
         }
-    }
-
-    // One staging buffer per thread and stored dtype, kept for the process: a fresh 64 MiB buffer per tensor would be
-    // mapped and page-faulted anew for every tensor of every block read (the allocator returns large blocks to the OS).
-    [ThreadStatic] private static Dictionary<ScalarType, Tensor>? _staging;
-
-    private static Tensor Staging(ScalarType dtype, long elements)
-    {
-        _staging ??= new Dictionary<ScalarType, Tensor>();
-        if (!_staging.TryGetValue(dtype, out var t) || t.numel() < elements)
-        {
-            t?.Dispose();
-            _staging[dtype] = t = empty(elements, dtype: dtype).DetachFromDisposeScope();
-        }
-        return t;
+        finally { staging?.Dispose(); }
     }
 
     /// <summary>weight = E4M3 value · scale_inv expanded over 128×128 blocks (DeepSeek's <c>weight_dequant</c>), in float32, then the destination's dtype.</summary>
