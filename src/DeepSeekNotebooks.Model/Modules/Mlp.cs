@@ -13,8 +13,8 @@ namespace DeepSeekNotebooks.Model.Modules;
 /// The gate and up projections w1 and w3 are two parameters (their checkpoint names and shapes), but at construction
 /// they are placed in one contiguous [2·inter, dim] storage, w1's rows first. While they still share it, a forward that
 /// needs no weight gradients runs them as one fused [dim → 2·inter] GEMM over that storage (no copy); once either
-/// parameter is replaced (a reload by name, a dtype change), or when weight gradients are recorded, it runs the two
-/// GEMMs separately. Both paths compute the same function.
+/// parameter is replaced by another tensor (a reload by name), or when weight gradients are recorded, it runs the two
+/// GEMMs separately; <c>Module.to(dtype/device)</c> fuses the converted parameters again. Both paths compute the same function.
 /// </remarks>
 public sealed class Mlp : nn.Module<Tensor, Tensor>
 {
@@ -84,6 +84,28 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
             _fusedW1 = _fusedW3 = IntPtr.Zero;
             return null;
         }
+    }
+
+    // Module.to(...) replaces every parameter with a converted copy; fuse the new w1/w3 again (still one resident copy).
+    protected override nn.Module _to(ScalarType dtype, bool non_blocking)
+    {
+        var m = base._to(dtype, non_blocking);
+        FuseGateUp();
+        return m;
+    }
+
+    protected override nn.Module _to(Device device, ScalarType dtype, bool non_blocking)
+    {
+        var m = base._to(device, dtype, non_blocking);
+        FuseGateUp();
+        return m;
+    }
+
+    protected override nn.Module _to(DeviceType deviceType, int deviceIndex, bool non_blocking)
+    {
+        var m = base._to(deviceType, deviceIndex, non_blocking);
+        FuseGateUp();
+        return m;
     }
 
     public override Tensor forward(Tensor x)

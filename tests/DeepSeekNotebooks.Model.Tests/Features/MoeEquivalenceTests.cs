@@ -1,4 +1,5 @@
 using DeepSeekNotebooks.Model.Modules;
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -144,5 +145,13 @@ public class MoeEquivalenceTests
         Assert.Equal(new[] { "w1.weight", "w2.weight", "w3.weight" }, mlp.named_parameters().Select(q => q.name).OrderBy(n => n, StringComparer.Ordinal).ToArray());
         Assert.True(RelativeError(mlp.forward(x), Expert(p, "", x)) <= 1e-6, "re-fused forward differs from the reference");
         Assert.True(RelativeError(mlp.forward(x), before) <= 1e-6, "re-fusing changed the function");
+
+        // A dtype conversion (Module.to) replaces every parameter; the converted w1/w3 are fused again.
+        mlp.to(float64);
+        p = P(mlp);
+        Assert.Equal(float64, p["w1.weight"].dtype);
+        Assert.NotNull(mlp.FusedGateUp());
+        var x64 = x.to(float64);
+        Assert.True((mlp.forward(x64) - Expert(p, "", x64)).abs().max().item<double>() <= 1e-12, "float64 forward differs from the reference");
     }
 }
