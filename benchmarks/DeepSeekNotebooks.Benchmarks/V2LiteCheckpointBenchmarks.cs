@@ -15,9 +15,10 @@ namespace DeepSeekNotebooks.Benchmarks;
 /// files' pages evicted with posix_fadvise DONTNEED after an fsync, no root needed).
 /// </summary>
 /// <remarks>
-/// Every case runs in its own benchmark process, so the Peak RSS column (VmHWM) is that case's peak; the checkpoint is
-/// written in the global setup of each process and deleted in its cleanup. Timed operations include loading
-/// (the whole path a user runs: <c>trace</c> = load + traced forward of 4 tokens).
+/// Every case runs in its own benchmark process, so the Peak RSS column (VmHWM) is that case's peak (writing the
+/// checkpoint streams it in bands of a few MB). The first case's global setup writes the checkpoint into
+/// <see cref="Root"/>; the host process deletes it when the run ends (<see cref="DeleteWritten"/>). Timed operations
+/// include loading (the whole path a user runs: <c>trace</c> = load + traced forward of 4 tokens).
 /// </remarks>
 public class V2LiteCheckpointBenchmarks
 {
@@ -40,18 +41,25 @@ public class V2LiteCheckpointBenchmarks
     public void Setup()
     {
         TorchRuntime.EnsureLoaded();
-        _dir = Path.Combine(Path.GetTempPath(), $"dsn-bench-v2lite-{Environment.ProcessId}");
-        var written = RandomCheckpoint.Write(ConfigPath(), _dir, new RandomCheckpointOptions { DType = SafetensorsDType.BF16, Layers = Layers, Seed = 0 });
-        _files = Directory.GetFiles(_dir).OrderBy(f => f, StringComparer.Ordinal).ToArray();
+        _dir = Path.Combine(Root, $"layers{Layers}");
+        if (!File.Exists(Path.Combine(_dir, "config.json"))) // written by the first case of the run (the write is atomic)
+        {
+            var written = RandomCheckpoint.Write(ConfigPath(), _dir, new RandomCheckpointOptions { DType = SafetensorsDType.BF16, Layers = Layers, Seed = 0 });
+            Console.WriteLine($"// wrote {written.Shards.Count} shards, {written.TotalBytes / 1e9:F2} GB of bf16 tensors, {Layers} of 27 layers, in {_dir}");
+        }
+        _files = System.IO.Directory.GetFiles(_dir).OrderBy(f => f, StringComparer.Ordinal).ToArray();
         foreach (var f in _files) using (var s = new FileStream(f, FileMode.Open, FileAccess.ReadWrite)) s.Flush(flushToDisk: true);
-        Console.WriteLine($"// checkpoint: {written.Shards.Count} shards, {written.TotalBytes / 1e9:F2} GB of bf16 tensors, {Layers} of 27 layers, in {_dir}");
+        Console.WriteLine($"// checkpoint {_dir}: {_files.Sum(f => new FileInfo(f).Length) / 1e9:F3} GB in {_files.Length} files");
         _ids = randint(0, 102400, new long[] { 1, Tokens }, generator: new Generator(1));
     }
 
-    [GlobalCleanup]
-    public void Cleanup()
+    /// <summary>Where the run's checkpoints are written (one per depth).</summary>
+    public static string Root => Path.Combine(Path.GetTempPath(), "dsn-bench-v2lite");
+
+    /// <summary>Deletes the checkpoints this class wrote; the host calls it after every case has run.</summary>
+    public static void DeleteWritten()
     {
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+        if (System.IO.Directory.Exists(Root)) System.IO.Directory.Delete(Root, recursive: true);
     }
 
     [IterationSetup]

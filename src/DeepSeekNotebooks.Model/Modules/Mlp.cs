@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -64,7 +65,8 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// The [2·inter, dim] view over w1 and w3 while they are still the parameters <see cref="FuseGateUp"/> placed back to
-    /// back in one storage (same parameter objects, w1 at offset 0, w3 at offset inter·dim, contiguous), else null.
+    /// back in one storage (same parameter objects, w1 at offset 0, w3 at offset inter·dim and right after w1 in memory,
+    /// contiguous, on the CPU), else null.
     /// </summary>
     internal Tensor? FusedGateUp()
     {
@@ -74,6 +76,12 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
         if (a.dtype != b.dtype || a.device_type != b.device_type || a.device_index != b.device_index) return null;
         if (a.ndim != 2 || !a.shape.SequenceEqual(b.shape) || !a.is_contiguous() || !b.is_contiguous()) return null;
         if (a.storage_offset() != 0 || b.storage_offset() != a.NumberOfElements) return null;
+        // Same storage: w3's first byte is exactly inter·dim elements after w1's. A parameter whose storage was swapped
+        // (set_, as the streamed residency does) to a buffer of its own fails this or the bounds check below. The
+        // addresses are read through the CPU byte view; on other devices the two GEMMs run separately.
+        if (a.device_type != DeviceType.CPU) return null;
+        long gap = (long)Unsafe.ByteOffset(ref MemoryMarshal.GetReference(a.bytes), ref MemoryMarshal.GetReference(b.bytes));
+        if (gap != a.NumberOfElements * a.ElementSize) return null;
         try
         {
             // as_strided checks the bounds against the storage: a replaced w1 with a storage of its own cannot pass.

@@ -146,6 +146,21 @@ public class MoeEquivalenceTests
         Assert.True(RelativeError(mlp.forward(x), Expert(p, "", x)) <= 1e-6, "re-fused forward differs from the reference");
         Assert.True(RelativeError(mlp.forward(x), before) <= 1e-6, "re-fusing changed the function");
 
+        // Swapping w3's storage in place (set_, as the streamed residency brings weights in and out) keeps the parameter
+        // object and its offset-0 geometry: the forward must use the new values, not the old fused rows.
+        using (var fresh = randn(24, 32)) p["w3.weight"].set_(fresh);
+        Assert.Null(mlp.FusedGateUp());
+        Assert.True(RelativeError(mlp.forward(x), Expert(p, "", x)) <= 1e-6, "w3 swapped with set_ is not what the forward used");
+        // ... also when the new storage puts w3 at offset inter·dim of a buffer of its own.
+        mlp.FuseGateUp();
+        p = P(mlp);
+        using (var buffer = randn(48, 32)) p["w3.weight"].set_(buffer.narrow(0, 24, 24));
+        Assert.Equal(24 * 32, p["w3.weight"].storage_offset());
+        Assert.Null(mlp.FusedGateUp());
+        Assert.True(RelativeError(mlp.forward(x), Expert(p, "", x)) <= 1e-6, "w3 at offset n of another buffer is not what the forward used");
+        mlp.FuseGateUp();
+        p = P(mlp);
+
         // A dtype conversion (Module.to) replaces every parameter; the converted w1/w3 are fused again.
         mlp.to(float64);
         p = P(mlp);
