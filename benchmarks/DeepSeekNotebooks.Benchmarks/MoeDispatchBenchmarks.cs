@@ -14,9 +14,26 @@ namespace DeepSeekNotebooks.Benchmarks;
 /// </summary>
 public class MoeDispatchBenchmarks
 {
-    [Params("bundled", "v2lite")] public string Shape { get; set; } = "bundled";
+    [ParamsSource(nameof(Shapes))] public string Shape { get; set; } = "bundled";
     /// <summary>Compute dtype of weights, activations and the reference GEMM.</summary>
-    [Params("f32", "bf16")] public string DType { get; set; } = "f32";
+    [ParamsSource(nameof(DTypes))] public string DType { get; set; } = "f32";
+
+    /// <summary>"bundled", "v2lite"; DSN_BENCH_SHAPES (comma-separated) narrows the run.</summary>
+    public static IEnumerable<string> Shapes => FromEnvironment("DSN_BENCH_SHAPES", "bundled", "v2lite");
+    /// <summary>"f32", "bf16"; DSN_BENCH_DTYPES narrows the run (bf16 matmuls are ~1000x slower on a CPU without AVX-512 BF16).</summary>
+    public static IEnumerable<string> DTypes => FromEnvironment("DSN_BENCH_DTYPES", "f32", "bf16");
+
+    private static IEnumerable<string> FromEnvironment(string variable, params string[] all)
+    {
+        var chosen = Environment.GetEnvironmentVariable(variable)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (chosen is null || chosen.Length == 0) return all;
+        var unknown = chosen.Except(all).ToArray();
+        if (unknown.Length > 0) throw new ArgumentException($"{variable}: unknown value(s) {string.Join(", ", unknown)}; valid: {string.Join(", ", all)}");
+        return chosen;
+    }
+
+    /// <summary>Side of the reference GEMM: 2048 in f32; 512 in bf16, whose CPU fallback runs 2048³ in ~3 min here.</summary>
+    private static int GemmSide(string dtype) => dtype == "bf16" ? 512 : 2048;
     private ScalarType Dt => DType == "bf16" ? bfloat16 : float32;
     private const int Tokens = 512;
 
@@ -70,19 +87,19 @@ public class MoeDispatchBenchmarks
             double tol = Dt == float32 ? 1e-5 : 2e-2;
             if (d1 > tol || d2 > tol) throw new InvalidOperationException($"dispatch implementations disagree (relative): loop {d1}, gather {d2}");
         }
-        _a = randn(2048, 2048).to(Dt);
-        _b = randn(2048, 2048).to(Dt);
+        _a = randn(GemmSide(DType), GemmSide(DType)).to(Dt);
+        _b = randn(GemmSide(DType), GemmSide(DType)).to(Dt);
     }
 
     /// <summary>FLOPs: 3 GEMMs of 2·d·w per routed (token, expert) pair; 2·n³ for the matmul.</summary>
     public static double? FlopsOf(string method, object[] p)
     {
-        if (method == nameof(GemmPeak2048)) return 2.0 * 2048 * 2048 * 2048;
+        if (method == nameof(GemmPeak2048)) { double n = GemmSide(p.OfType<string>().First(v => v is "f32" or "bf16")); return 2.0 * n * n * n; }
         var c = ConfigFor(p.OfType<string>().First(v => v is "bundled" or "v2lite"));
         return 3.0 * 2 * c.HiddenSize * c.MoeIntermediateSize * Tokens * c.NumExpertsPerTok;
     }
 
-    [Benchmark(Description = "GEMM 2048³, same dtype (peak)")]
+    [Benchmark(Description = "GEMM n³ same dtype (peak; n 2048 f32, 512 bf16)")]
     public void GemmPeak2048()
     {
         using var y = _a.matmul(_b);
