@@ -20,7 +20,7 @@ public class MoeDispatchBenchmarks
 
     /// <summary>"bundled", "v2lite"; DSN_BENCH_SHAPES (comma-separated) narrows the run.</summary>
     public static IEnumerable<string> Shapes => FromEnvironment("DSN_BENCH_SHAPES", "bundled", "v2lite");
-    /// <summary>"f32", "bf16"; DSN_BENCH_DTYPES narrows the run (bf16 matmuls are ~1000x slower on a CPU without AVX-512 BF16).</summary>
+    /// <summary>"f32", "bf16"; DSN_BENCH_DTYPES narrows the run (bf16 matmuls are ~240x slower here: a CPU without AVX-512 BF16).</summary>
     public static IEnumerable<string> DTypes => FromEnvironment("DSN_BENCH_DTYPES", "f32", "bf16");
 
     private static IEnumerable<string> FromEnvironment(string variable, params string[] all)

@@ -24,7 +24,7 @@ public class V2LiteCheckpointBenchmarks
 {
     /// <summary>Truncated depth (V2-Lite has 27 blocks, ~31 GB bf16; block 0 dense, the rest MoE).</summary>
     [Params(2)] public int Layers { get; set; }
-    /// <summary><see cref="Residency"/> of the load; compute dtype float32 (the loader's default; bf16 matmuls are ~1000x slower on this CPU).</summary>
+    /// <summary><see cref="Residency"/> of the load; compute dtype float32 (the loader's default; bf16 matmuls are ~240x slower on this CPU).</summary>
     [Params("memory", "stream")] public string Mode { get; set; } = "memory";
     /// <summary>Page cache state of the checkpoint's files when the operation starts.</summary>
     [Params("warm", "cold")] public string Cache { get; set; } = "warm";
