@@ -35,6 +35,7 @@ public static class Measure
         return m?.Invoke(null, new object[] { c.Descriptor.WorkloadMethod.Name, c.Parameters.Items.Select(i => i.Value).ToArray() }) as double?;
     }
 
+    // Values sorted: the host lists a case's parameters in its own order, which need not be the declaration order.
     private static string Key(string method, IEnumerable<string> values) =>
-        string.Concat((method + "_" + string.Join("_", values)).Select(ch => char.IsLetterOrDigit(ch) ? ch : '_'));
+        string.Concat((method + "_" + string.Join("_", values.OrderBy(v => v, StringComparer.Ordinal))).Select(ch => char.IsLetterOrDigit(ch) ? ch : '_'));
 }

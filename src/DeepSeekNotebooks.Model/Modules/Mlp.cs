@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -8,6 +10,13 @@ namespace DeepSeekNotebooks.Model.Modules;
 /// SwiGLU feed-forward network (Shazeer 2020): w2(silu(w1·x) ⊙ w3·x). Used for dense layers, routed and shared experts.
 /// With a SwiGLU limit L &gt; 0 (DeepSeek-V4's <c>swiglu_limit</c>, the official <c>Expert</c>): w2(silu(min(w1·x, L)) ⊙ clamp(w3·x, −L, L)).
 /// </summary>
+/// <remarks>
+/// The gate and up projections w1 and w3 are two parameters (their checkpoint names and shapes), but at construction
+/// they are placed in one contiguous [2·inter, dim] storage, w1's rows first. While they still share it, a forward that
+/// needs no weight gradients runs them as one fused [dim → 2·inter] GEMM over that storage (no copy); once either
+/// parameter is replaced by another tensor (a reload by name), or when weight gradients are recorded, it runs the two
+/// GEMMs separately; <c>Module.to(dtype/device)</c> fuses the converted parameters again. Both paths compute the same function.
+/// </remarks>
 public sealed class Mlp : nn.Module<Tensor, Tensor>
 {
     private readonly Linear w1, w2, w3;
@@ -20,6 +29,7 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
         w2 = nn.Linear(interDim, dim, hasBias: false);
         w3 = nn.Linear(dim, interDim, hasBias: false);
         RegisterComponents();
+        FuseGateUp();
     }
 
     /// <summary>Hidden width of this MLP.</summary>
@@ -27,15 +37,107 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     /// <summary>The SwiGLU clamp L (0 = none).</summary>
     public double SwigluLimit => _limit;
 
+    // Native handles of the w1/w3 parameters FuseGateUp created (not references: they must not keep replaced tensors alive).
+    private IntPtr _fusedW1, _fusedW3;
+
+    /// <summary>
+    /// Puts w1 and w3 (values, dtype, device, requires_grad unchanged) into one contiguous [2·inter, dim] storage so the
+    /// forward can run them as one GEMM; the separate tensors are released, so no second copy stays resident. Call after
+    /// replacing either parameter (e.g. a dtype conversion) to get the fused path back; a no-op when already fused.
+    /// </summary>
+    internal void FuseGateUp()
+    {
+        if (FusedGateUp() is { } already) { already.Dispose(); return; }
+        var a = w1.weight!;
+        var b = w3.weight!;
+        if (a.dtype != b.dtype || a.device_type != b.device_type || a.device_index != b.device_index || !a.shape.SequenceEqual(b.shape)) return;
+        long inter = a.shape[0];
+        bool g1 = a.requires_grad, g3 = b.requires_grad;
+        using (no_grad())
+        using (var fused = cat(new[] { a.detach(), b.detach() }, 0))
+        {
+            w1.weight = new Parameter(fused.narrow(0, 0, inter), g1);
+            w3.weight = new Parameter(fused.narrow(0, inter, inter), g3);
+        }
+        _fusedW1 = w1.weight!.Handle;
+        _fusedW3 = w3.weight!.Handle;
+    }
+
+    /// <summary>
+    /// The [2·inter, dim] view over w1 and w3 while they are still the parameters <see cref="FuseGateUp"/> placed back to
+    /// back in one storage (same parameter objects, w1 at offset 0, w3 at offset inter·dim and right after w1 in memory,
+    /// contiguous, on the CPU), else null.
+    /// </summary>
+    internal Tensor? FusedGateUp()
+    {
+        var a = w1.weight;
+        var b = w3.weight;
+        if (a is null || b is null || _fusedW1 == IntPtr.Zero || a.Handle != _fusedW1 || b.Handle != _fusedW3) return null;
+        if (a.dtype != b.dtype || a.device_type != b.device_type || a.device_index != b.device_index) return null;
+        if (a.ndim != 2 || !a.shape.SequenceEqual(b.shape) || !a.is_contiguous() || !b.is_contiguous()) return null;
+        if (a.storage_offset() != 0 || b.storage_offset() != a.NumberOfElements) return null;
+        // Same storage: w3's first byte is exactly inter·dim elements after w1's. A parameter whose storage was swapped
+        // (set_, as the streamed residency does) to a buffer of its own fails this or the bounds check below. The
+        // addresses are read through the CPU byte view; on other devices the two GEMMs run separately.
+        if (a.device_type != DeviceType.CPU) return null;
+        long gap = (long)Unsafe.ByteOffset(ref MemoryMarshal.GetReference(a.bytes), ref MemoryMarshal.GetReference(b.bytes));
+        if (gap != a.NumberOfElements * a.ElementSize) return null;
+        try
+        {
+            // as_strided checks the bounds against the storage: a replaced w1 with a storage of its own cannot pass.
+            return a.detach().as_strided(new[] { 2 * a.shape[0], a.shape[1] }, new[] { a.shape[1], 1L }, 0);
+        }
+        catch (Exception ex) when (ex is ExternalException or InvalidOperationException or ArgumentException)
+        {
+            _fusedW1 = _fusedW3 = IntPtr.Zero;
+            return null;
+        }
+    }
+
+    // Module.to(...) replaces every parameter with a converted copy; fuse the new w1/w3 again (still one resident copy).
+    protected override nn.Module _to(ScalarType dtype, bool non_blocking)
+    {
+        var m = base._to(dtype, non_blocking);
+        FuseGateUp();
+        return m;
+    }
+
+    protected override nn.Module _to(Device device, ScalarType dtype, bool non_blocking)
+    {
+        var m = base._to(device, dtype, non_blocking);
+        FuseGateUp();
+        return m;
+    }
+
+    protected override nn.Module _to(DeviceType deviceType, int deviceIndex, bool non_blocking)
+    {
+        var m = base._to(deviceType, deviceIndex, non_blocking);
+        FuseGateUp();
+        return m;
+    }
+
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
+        Tensor gate, up;
+        bool weightGrads = is_grad_enabled() && (w1.weight!.requires_grad || w3.weight!.requires_grad);
+        if (!weightGrads && FusedGateUp() is { } fused)
+        {
+            long inter = w1.weight!.shape[0];
+            var gu = nn.functional.linear(x, fused);
+            gate = gu.narrow(-1, 0, inter);
+            up = gu.narrow(-1, inter, inter);
+        }
+        else
+        {
+            gate = w1.forward(x);
+            up = w3.forward(x);
+        }
         if (_limit > 0)
         {
-            var gate = w1.forward(x).clamp_max(_limit);
-            var up = w3.forward(x).clamp(-_limit, _limit);
-            return w2.forward(nn.functional.silu(gate) * up).MoveToOuterDisposeScope();
+            gate = gate.clamp_max(_limit);
+            up = up.clamp(-_limit, _limit);
         }
-        return w2.forward(nn.functional.silu(w1.forward(x)) * w3.forward(x)).MoveToOuterDisposeScope();
+        return w2.forward(nn.functional.silu(gate) * up).MoveToOuterDisposeScope();
     }
 }

@@ -12,7 +12,8 @@ namespace DeepSeekNotebooks.Model.Modules;
 /// </summary>
 /// <remarks>
 /// Dispatch sorts the (token, slot) pairs by expert and runs each expert once on the contiguous block of tokens routed
-/// to it, then scatters the weighted outputs back with one <c>index_add</c>; no per-token loop.
+/// to it, adding its weighted output into a preallocated result with <c>index_add_</c>; no per-token loop, one host read
+/// (the counts) per layer. Each expert's gate and up projections run as one fused GEMM when possible (see <see cref="Mlp"/>).
 /// </remarks>
 public sealed class MoE : nn.Module<Tensor, Tensor>
 {
@@ -60,7 +61,15 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
         return y.view(shape).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Sort-by-expert dispatch: each expert runs once over all tokens routed to it.</summary>
+    /// <summary>
+    /// Sort-by-expert dispatch: each expert runs once over the contiguous block of (token, slot) pairs routed to it, and its
+    /// weighted output is added into a preallocated [tokens, dim] result with <c>index_add_</c> (no concatenation).
+    /// One host read per layer: the per-expert counts.
+    /// </summary>
+    /// <remarks>
+    /// Per token the k contributions are summed in increasing expert order, starting from zero — the same order (and so the
+    /// same floating-point result) as one <c>index_add</c> of all sorted rows, and as the official reference's loop over experts.
+    /// </remarks>
     internal Tensor Dispatch(Tensor x, Routing routing)
     {
         using var scope = NewDisposeScope();
@@ -68,19 +77,20 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
         var flatExperts = routing.Indices.flatten();
         var (_, order) = flatExperts.sort(stable: true);
         var tokenOf = order.div(k, rounding_mode: RoundingMode.floor);
-        var counts = bincount(flatExperts, minlength: _c.NRoutedExperts).data<long>().ToArray();
+        long[] counts;
+        using (var c = bincount(flatExperts, minlength: _c.NRoutedExperts).cpu()) counts = c.data<long>().ToArray();
         var xs = x.index_select(0, tokenOf);
-        var outputs = new List<Tensor>();
+        var ws = routing.Weights.flatten().index_select(0, order).unsqueeze(1);
+        var y = zeros_like(x);
         long start = 0;
         for (int e = 0; e < counts.Length; e++)
         {
-            if (counts[e] == 0) continue;
-            outputs.Add(experts[e].forward(xs.narrow(0, start, counts[e])));
-            start += counts[e];
+            long n = counts[e];
+            if (n == 0) continue;
+            using var inner = NewDisposeScope();
+            y.index_add_(0, tokenOf.narrow(0, start, n), experts[e].forward(xs.narrow(0, start, n)) * ws.narrow(0, start, n), 1);
+            start += n;
         }
-        var y = zeros_like(x);
-        if (outputs.Count == 0) return y.MoveToOuterDisposeScope();
-        var weighted = cat(outputs, 0) * routing.Weights.flatten().index_select(0, order).unsqueeze(1);
-        return y.index_add(0, tokenOf, weighted, 1).MoveToOuterDisposeScope();
+        return y.MoveToOuterDisposeScope();
     }
 }
