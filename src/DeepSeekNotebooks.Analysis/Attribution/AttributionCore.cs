@@ -37,7 +37,7 @@ internal static class AttributionCore
         var e = model.Embed(ids2).detach();
         var logits = model.ForwardFromEmbeddings(e);
         var resolved = target.Resolve(e.shape[1], model.Config.VocabSize, logits);
-        double f = resolved.Evaluate(logits)[0].item<float>();
+        double f = resolved.Evaluate(logits)[0].to(float64).item<double>(); // any compute dtype (bf16 too)
         return new Prepared(ids2.data<long>().ToArray(), ids2, e, resolved, f) { Prediction = PredictionAt(logits, resolved) };
     }
 

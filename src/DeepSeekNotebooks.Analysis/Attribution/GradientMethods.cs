@@ -92,7 +92,7 @@ public static class NoiseTunnel
         using var scope = NewDisposeScope();
         var p = AttributionCore.Prepare(model, inputIds, target);
         var e = p.Embeddings;
-        double sigma = stdev ?? 0.15 * (e.max().item<float>() - e.min().item<float>());
+        double sigma = stdev ?? 0.15 * (e.max().to(float64).item<double>() - e.min().to(float64).item<double>());
         var gen = new Generator((ulong)seed);
         var sum = zeros_like(e, dtype: float64);
         var sumSq = zeros_like(e, dtype: float64);

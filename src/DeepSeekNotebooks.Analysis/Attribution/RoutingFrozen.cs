@@ -172,7 +172,7 @@ public static class MoeIntegratedGradients
                     throw new InvalidOperationException($"{name}: the frozen routing was taken on a sequence of {seq} tokens, but this forward has {rows} token rows (not a multiple of {seq})");
                 using var scope = NewDisposeScope();
                 var mask = tensor(keep, new long[] { seq, experts }).to(sel.device).repeat(rows / seq, 1);
-                double low = sel.min().item<float>() - 1.0;
+                double low = sel.min().to(float64).item<double>() - 1.0;
                 return sel.masked_fill(mask.logical_not(), low).MoveToOuterDisposeScope();
             };
         }

@@ -29,10 +29,12 @@ public static class TraceCommand
         };
         var allowPickle = CliSupport.AllowPickleOption();
         var quantisation = CliSupport.QuantisationOption();
+        var loading = new CliSupport.ModelLoading();
         var command = new Command("trace", "Run the traced forward and write logits, hidden states, attention probabilities and routing to safetensors.")
         {
             checkpoint, inputIds, output, listHooks, allowPickle, quantisation,
         };
+        loading.AddTo(command);
         command.SetAction(parse => CliSupport.Run(() =>
         {
             var dir = CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint));
@@ -49,7 +51,8 @@ public static class TraceCommand
             if (outFile is null)
                 throw new UsageException("--out is required: the safetensors file to write, e.g. --out trace.safetensors");
             var q = CliSupport.ParseQuantisation(parse.GetValue(quantisation));
-            return Run(dir, sequences, outFile.FullName, parse.GetValue(allowPickle), q);
+            var load = loading.Apply(parse, new CheckpointLoadOptions());
+            return Run(dir, sequences, outFile.FullName, parse.GetValue(allowPickle), q, load);
         }));
         return command;
     }
@@ -64,13 +67,13 @@ public static class TraceCommand
     }
 
     internal static int Run(string checkpointDir, string[] sequences, string outPath, bool allowPickle = false,
-        Model.Modules.QuantisationSimulation quantisation = Model.Modules.QuantisationSimulation.Official)
+        Model.Modules.QuantisationSimulation quantisation = Model.Modules.QuantisationSimulation.Official, CheckpointLoadOptions? load = null)
     {
         var batch = sequences.Select(s => CliSupport.ParseIds(s)).ToArray();
         if (batch.Select(b => b.Length).Distinct().Count() > 1)
             throw new UsageException($"all --input-ids sequences must have the same length for one batch; got lengths {string.Join(", ", batch.Select(b => b.Length))}");
 
-        using var ckpt = Checkpoint.Load(checkpointDir, new CheckpointLoadOptions { AllowPickle = allowPickle, Quantisation = quantisation });
+        using var ckpt = CliSupport.Load(checkpointDir, (load ?? new CheckpointLoadOptions()) with { AllowPickle = allowPickle, Quantisation = quantisation });
         using var scope = NewDisposeScope();
         var ids = tensor(batch.SelectMany(b => b).ToArray(), new long[] { batch.Length, batch[0].Length });
         var writer = new SafetensorsWriter()

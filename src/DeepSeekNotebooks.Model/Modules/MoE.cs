@@ -80,7 +80,9 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
         }
         var y = zeros_like(x);
         if (outputs.Count == 0) return y.MoveToOuterDisposeScope();
-        var weighted = cat(outputs, 0) * routing.Weights.flatten().index_select(0, order).unsqueeze(1);
+        // The gate's weights are float32; like the official Gate (`weights.type_as(x)`) they are cast to the compute dtype
+        // here (a no-op in float32), so a bf16 model adds bf16 into its bf16 output.
+        var weighted = cat(outputs, 0) * routing.Weights.flatten().index_select(0, order).to(x.dtype).unsqueeze(1);
         return y.index_add(0, tokenOf, weighted, 1).MoveToOuterDisposeScope();
     }
 }
