@@ -300,6 +300,6 @@ public static class AttentionRollout
         using var _ = no_grad();
         var ids = inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds;
         using var trace = model.RunWithCache(ids, new TraceOptions { AttentionPatterns = true, Routing = false, HiddenStates = false, Logits = false });
-        return (TraceLayers(trace, 0), ids.to(int64).data<long>().ToArray());
+        return (TraceLayers(trace, 0), ids.to(int64).cpu().data<long>().ToArray());
     }
 }

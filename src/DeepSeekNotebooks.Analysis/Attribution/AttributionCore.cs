@@ -38,7 +38,7 @@ internal static class AttributionCore
         var logits = model.ForwardFromEmbeddings(e);
         var resolved = target.Resolve(e.shape[1], model.Config.VocabSize, logits);
         double f = resolved.Evaluate(logits)[0].to(float64).item<double>(); // any compute dtype (bf16 too)
-        return new Prepared(ids2.data<long>().ToArray(), ids2, e, resolved, f) { Prediction = PredictionAt(logits, resolved) };
+        return new Prepared(ids2.cpu().data<long>().ToArray(), ids2, e, resolved, f) { Prediction = PredictionAt(logits, resolved) };
     }
 
     /// <summary>softmax(logits[0, P]): its argmax and probability, and the target token's probability (null for custom targets).</summary>
@@ -57,7 +57,7 @@ internal static class AttributionCore
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var y = target.Evaluate(model.ForwardFromEmbeddings(embeddings));
-        return y.to(float64).data<double>().ToArray();
+        return y.to(float64).cpu().data<double>().ToArray();
     }
 
     /// <summary>∂F/∂x for each row of x [n, seq, dim] (rows are independent), detached, in the caller's scope.</summary>

@@ -99,7 +99,7 @@ public static class NoiseTunnel
         for (int s = 0; s < nSamples; s++)
         {
             using var inner = NewDisposeScope();
-            var noise = randn(e.shape, dtype: e.dtype, generator: gen) * sigma;
+            var noise = (randn(e.shape, dtype: e.dtype, generator: gen) * sigma).to(e.device);   // CPU generator: the same noise on any device
             var a = method(model, e + noise, p.Target).to(float64);
             sum.add_(a);
             sumSq.add_(a * a);

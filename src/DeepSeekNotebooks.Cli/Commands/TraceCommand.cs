@@ -103,13 +103,13 @@ public static class TraceCommand
         }
         foreach (var layer in trace.MoeLayers)
         {
-            var idx = trace.ExpertIndices(layer).contiguous();
+            var idx = trace.ExpertIndices(layer).cpu().contiguous();
             writer.AddInt64($"moe.{layer}.indices", idx.shape, idx.data<long>().ToArray());
             AddFloat(writer, $"moe.{layer}.weights", trace.ExpertWeights(layer));
         }
         writer.WriteTo(outPath);
 
-        var lastTop = trace.Logits.select(1, -1).argmax(-1).data<long>().ToArray();
+        var lastTop = trace.Logits.select(1, -1).argmax(-1).cpu().data<long>().ToArray();
         Console.WriteLine($"traced {batch.Length} sequence(s) of {batch[0].Length} tokens with {ckpt.Directory} ({ckpt.Layout} layout)");
         Console.WriteLine($"next-token argmax at the last position: {string.Join(", ", lastTop)}");
         Console.WriteLine($"wrote {writer.Count} tensors to {outPath}");
@@ -131,13 +131,13 @@ public static class TraceCommand
             var t = trace[hook];
             if (t.dtype == ScalarType.Int64)
             {
-                var c = t.contiguous();
+                var c = t.cpu().contiguous();
                 writer.AddInt64(reference, c.shape, c.data<long>().ToArray());
             }
             else AddFloat(writer, reference, t);
         }
         writer.WriteTo(outPath);
-        var lastTop = trace.Logits.select(1, -1).argmax(-1).data<long>().ToArray();
+        var lastTop = trace.Logits.select(1, -1).argmax(-1).cpu().data<long>().ToArray();
         Console.WriteLine($"traced {batch} sequence(s) of {seq} tokens with {ckpt.Directory} ({ckpt.Layout} layout, DeepSeek-V4)");
         Console.WriteLine($"next-token argmax at the last position: {string.Join(", ", lastTop)}");
         Console.WriteLine($"wrote {writer.Count} tensors to {outPath} (the golden reference's names: layer.{{i}}.streams_out, layer.{{i}}.attn.probs, …)");
@@ -146,7 +146,7 @@ public static class TraceCommand
 
     private static void AddFloat(SafetensorsWriter writer, string name, Tensor t)
     {
-        var c = t.detach().to(float32).contiguous();
+        var c = t.detach().to(float32).cpu().contiguous();
         writer.AddFloat32(name, c.shape, c.data<float>().ToArray());
     }
 }
