@@ -25,20 +25,30 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
     // DeepSeek-V4 mHC head (official names): collapses the streams before the final norm.
     private readonly Parameter? hc_head_fn, hc_head_base, hc_head_scale;
 
-    private DeepSeekModel(DeepSeekConfig config) : base("DeepSeekModel")
+    private DeepSeekModel(DeepSeekConfig config, ScalarType? dtype = null, Device? device = null, Action<Block>? blockBuilt = null) : base("DeepSeekModel")
     {
         Config = config.Validate();
-        embed = nn.Embedding(config.VocabSize, config.HiddenSize);
-        layers = new ModuleList<Block>(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new Block($"layers.{i}", config, i)).ToArray());
+        embed = nn.Embedding(config.VocabSize, config.HiddenSize, device: device, dtype: dtype);
+        // Blocks are built one at a time and handed to blockBuilt (the loader converts each to the compute dtype and, when
+        // streaming, releases its storage) before the next is made, so building never holds more than one float32 block.
+        var blocks = new Block[config.NumHiddenLayers];
+        for (int i = 0; i < blocks.Length; i++)
+        {
+            blocks[i] = new Block($"layers.{i}", config, i);
+            blockBuilt?.Invoke(blocks[i]);
+        }
+        layers = new ModuleList<Block>(blocks);
         norm = new RMSNorm("norm", config.HiddenSize, config.RmsNormEps);
-        head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+        if (dtype is { } dt) norm.to(dt);
+        if (device is not null) norm.to(device);
+        head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false, device: device, dtype: dtype);
         if (config.TieWordEmbeddings) head.weight = embed.weight;
         _inverseFrequencies = RotaryEmbedding.InverseFrequencies(config);
         if (config.HyperConnections is { } hc)
         {
-            hc_head_fn = new Parameter(zeros(hc.Mult, (long)hc.Mult * config.HiddenSize));
-            hc_head_base = new Parameter(zeros(hc.Mult));
-            hc_head_scale = new Parameter(ones(1));
+            hc_head_fn = new Parameter(zeros(hc.Mult, (long)hc.Mult * config.HiddenSize, dtype: dtype, device: device));
+            hc_head_base = new Parameter(zeros(hc.Mult, dtype: dtype, device: device));
+            hc_head_scale = new Parameter(ones(1, dtype: dtype, device: device));
         }
         RegisterComponents();
     }
@@ -69,11 +79,19 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
         return model;
     }
 
-    /// <summary>Builds an uninitialised model of the given shape (weights are expected to be loaded next).</summary>
-    internal static DeepSeekModel CreateEmpty(DeepSeekConfig config)
+    /// <summary>
+    /// Builds a model of the given shape whose weights are loaded next, with every parameter in <paramref name="dtype"/> on
+    /// <paramref name="device"/>; each block is passed to <paramref name="blockBuilt"/> as soon as it is made.
+    /// </summary>
+    internal static DeepSeekModel CreateEmpty(DeepSeekConfig config, ScalarType? dtype = null, Device? device = null, Action<Block>? blockBuilt = null)
     {
         TorchRuntime.EnsureLoaded();
-        var model = new DeepSeekModel(config);
+        var model = new DeepSeekModel(config, dtype, device, b =>
+        {
+            if (dtype is { } dt && dt != ScalarType.Float32) b.to(dt);
+            if (device is not null && device.type != DeviceType.CPU) b.to(device);
+            blockBuilt?.Invoke(b);
+        });
         model.eval();
         return model;
     }
@@ -169,6 +187,12 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
     {
         options ??= TraceOptions.Default;
         var ctx = new ForwardContext(Config, options.Names, options.Hooks, options.KeepGraph);
+        if (_streamer is not null && options.KeepGraph && ctx.RecordsInsideBlocks(Config))
+            throw new NotSupportedException(
+                "RunWithCache with KeepGraph records tensors inside blocks for differentiation, which stream residency cannot offer: " +
+                "streamed blocks run without a graph and are recomputed in the backward pass (gradients reach the embeddings, not " +
+                "block-internal hook points such as attn.pattern, so attention×gradient is unavailable). Load the checkpoint with " +
+                "Residency.Memory for it, or record only embed / ln_final / logits.");
         using (var scope = NewDisposeScope())
         {
             var ids = inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds;
@@ -200,14 +224,75 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
         var mask = MultiHeadLatentAttention.CausalMask(seq, h.device);
         var hc = Config.HyperConnections;
         if (hc is not null) h = h.unsqueeze(2).repeat(1, 1, hc.Mult, 1);          // n copies of the embedding: the streams
-        foreach (var layer in layers)
-            h = layer.Forward(h, cos, sin, mask, ctx, inputIds);
+        if (_streamer is null)
+            foreach (var layer in layers)
+                h = layer.Forward(h, cos, sin, mask, ctx, inputIds);
+        else
+        {
+            _streamer.ReleasePinned();
+            for (int i = 0; i < layers.Count; i++)
+                h = is_grad_enabled() && h.requires_grad
+                    ? Checkpoints.StreamedBlockFunction.apply(h, new Checkpoints.StreamedBlockCall(this, i, ctx, inputIds))
+                    : RunStreamedBlock(i, h, ctx, inputIds, pinIfDifferentiable: true);
+        }
         if (hc is not null) h = HyperConnections.Head(h, hc_head_fn!, hc_head_scale!, hc_head_base!, hc, Config.RmsNormEps, ctx);
         h = norm.forward(h);
         if (ctx is not null) h = ctx.Point(HookPoints.FinalNorm, h);
         var logits = head.forward(h);
         if (ctx is not null) logits = ctx.Point(HookPoints.Logits, logits);
         return logits.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Runs block <paramref name="layer"/> with its weights brought in for the call (stream residency).</summary>
+    /// <remarks>
+    /// With <paramref name="pinIfDifferentiable"/>, a block whose output requires gradients although its input does not
+    /// (a hook made a block-internal tensor a leaf: layer attribution) keeps its weights in until the next forward call,
+    /// because the graph from the hook point on saved them.
+    /// </remarks>
+    internal Tensor RunStreamedBlock(int layer, Tensor h, ForwardContext? ctx, Tensor? inputIds, bool pinIfDifferentiable = false)
+    {
+        using var scope = NewDisposeScope();
+        long seq = h.shape[1];
+        var (cos, sin) = RotaryEmbedding.Tables(_inverseFrequencies, 0, seq, h.device);
+        var mask = MultiHeadLatentAttention.CausalMask(seq, h.device);
+        using (_streamer!.Enter(layer))
+        {
+            var output = layers[layer].Forward(h, cos, sin, mask, ctx, inputIds);
+            if (pinIfDifferentiable && output.requires_grad && !h.requires_grad) _streamer.Pin(layer);
+            return output.MoveToOuterDisposeScope();
+        }
+    }
+
+    private Checkpoints.BlockStreamer? _streamer;
+
+    /// <summary>Stream residency: from now on blocks run with their weights brought in by <paramref name="streamer"/>.</summary>
+    internal void AttachStreamer(Checkpoints.BlockStreamer streamer) => _streamer = streamer;
+
+    internal Checkpoints.BlockStreamer? Streamer => _streamer;
+
+    /// <summary>
+    /// Whether the blocks' weights are streamed from the checkpoint files (<see cref="Checkpoints.Residency.Stream"/>):
+    /// each forward call then reads each block's weights once — the whole batch [batch, seq] goes through block L before
+    /// block L+1 is read — and a backward pass reads each block once more, in reverse (block-level recomputation).
+    /// Between calls a streamed block's parameters are empty (shape [0]); use <see cref="LoadBlockWeights"/> to inspect them.
+    /// </summary>
+    public bool IsStreamed => _streamer is not null;
+
+    /// <summary>
+    /// Brings block <paramref name="layer"/>'s weights into memory until the returned scope is disposed, for code that
+    /// reads parameters directly (e.g. expert weight statistics); a no-op scope in memory residency.
+    /// </summary>
+    public IDisposable LoadBlockWeights(int layer)
+    {
+        if (layer < 0 || layer >= layers.Count)
+            throw new ArgumentOutOfRangeException(nameof(layer), layer, $"layer must be in [0, {layers.Count - 1}]");
+        return _streamer?.Enter(layer) ?? NoScope.Instance;
+    }
+
+    private sealed class NoScope : IDisposable
+    {
+        internal static readonly NoScope Instance = new();
+        public void Dispose() { }
     }
 
     /// <summary>
@@ -253,11 +338,14 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
     public (long Total, long ActivePerToken) ParameterCounts()
     {
         long total = 0, inactive = 0;
-        foreach (var (name, p) in named_parameters()) total += p.numel();
+        // A streamed block's parameters are empty between calls: count the shapes they take when brought in.
+        var shapes = _streamer?.BlockShapes.ToDictionary(s => s.Name, s => s.Shape);
+        long Numel(string name, Tensor p) => shapes is not null && shapes.TryGetValue(name, out var s) ? s.Aggregate(1L, (a, b) => a * b) : p.numel();
+        foreach (var (name, p) in named_parameters()) total += Numel(name, p);
         var c = Config;
         foreach (var block in layers)
             if (block.Moe is { } moe)
-                inactive += (c.NRoutedExperts - c.NumExpertsPerTok) * moe.Experts[0].parameters().Sum(p => p.numel());
+                inactive += (c.NRoutedExperts - c.NumExpertsPerTok) * moe.Experts[0].named_parameters().Sum(p => Numel($"layers.{block.Layer}.ffn.experts.0.{p.name}", p.parameter));
         long embeddingTable = EmbeddingWeight.numel() - c.HiddenSize; // one row is used per token
         return (total, total - inactive - embeddingTable);
     }

@@ -46,11 +46,15 @@ public sealed class CheckpointException : Exception
 /// <c>ModelArgs</c> JSON), detected from the files. bf16/fp16 weights are converted to the compute dtype; FP8 (E4M3)
 /// weights with <c>weight_scale_inv</c> per 128×128 block are dequantised on load as DeepSeek's <c>fp8_cast_bf16.py</c>
 /// does. Loading is all-or-nothing: every problem is found before the model is returned.
+/// <para>
+/// Residency (<see cref="CheckpointLoadOptions.Residency"/>): in memory every weight is read once, here; streamed, only
+/// the embedding, final norm, head (and V4's mHC head) are read here, every block's names and shapes are validated from
+/// the file headers, and each block's weights are read (and checked for NaN/Inf) when a forward reaches the block and
+/// released after it. A streamed checkpoint keeps its files open until it is disposed.
+/// </para>
 /// </summary>
 public sealed class Checkpoint : IDisposable
 {
-    private const int FpBlock = 128;
-
     private Checkpoint(string directory, CheckpointLayout layout, DeepSeekModel model, DeepSeekTokenizer? tokenizer,
         Residency residency, string residencyReason)
     {
@@ -104,27 +108,26 @@ public sealed class Checkpoint : IDisposable
         var layout = DetectLayout(directory);
         var (config, files) = layout == CheckpointLayout.Official ? ReadOfficial(directory) : ReadHuggingFace(directory, options);
         if (!Enum.IsDefined(options.Residency))
-            throw new ArgumentOutOfRangeException(nameof(options), options.Residency, "Residency must be Auto, Memory or Stream");
-        if (options.Residency == Residency.Stream)
         {
             foreach (var f in files) f.Dispose();
-            throw new NotSupportedException("Residency.Stream is not built yet (issue 12 §1); use Residency.Memory");
+            throw new ArgumentOutOfRangeException(nameof(options), options.Residency, "Residency must be Auto, Memory or Stream");
         }
-        var residency = Residency.Memory;
-        var residencyReason = options.Residency == Residency.Memory ? "residency: memory (as requested)" : "residency: memory (auto; streaming is not built yet)";
+        bool filesOwnedByModel = false;
         try
         {
-            var model = LoadWeights(config, files, layout, options);
+            var (model, residency, residencyReason) = LoadWeights(config, files, layout, options);
+            filesOwnedByModel = residency == Residency.Stream;
             DeepSeekTokenizer? tokenizer = null;
             var tokenizerPath = Path.Combine(directory, "tokenizer.json");
             if (File.Exists(tokenizerPath))
             {
                 try { tokenizer = DeepSeekTokenizer.FromFile(tokenizerPath); }
-                catch { model.Dispose(); throw; }
+                catch { model.Dispose(); filesOwnedByModel = false; throw; }
                 if (tokenizer.VocabularySize > config.VocabSize)
                 {
                     tokenizer.Dispose();
                     model.Dispose();
+                    filesOwnedByModel = false;
                     throw new CheckpointException($"tokenizer.json has {tokenizer.VocabularySize} tokens but the model's vocab_size is {config.VocabSize}");
                 }
             }
@@ -134,10 +137,50 @@ public sealed class Checkpoint : IDisposable
         {
             foreach (var f in files)
             {
-                f.Dispose();
+                // A streamed model reads its blocks from the files until the checkpoint is disposed; Linux keeps an unlinked
+                // pickle conversion readable through the open handle.
+                if (!filesOwnedByModel) f.Dispose();
                 if (Path.GetFileName(f.Path).StartsWith(PickleTempPrefix, StringComparison.Ordinal)) File.Delete(f.Path);
             }
         }
+    }
+
+    /// <summary>
+    /// The <see cref="Residency.Auto"/> rule: stream when the model's parameters in the compute dtype would take more than
+    /// half of the memory available, otherwise keep them in memory. Returns the choice and the one line saying why.
+    /// </summary>
+    internal static (Residency Residency, string Reason) ChooseResidency(Residency requested, long parameterBytes, long? availableBytes, ScalarType dtype)
+    {
+        string Gb(long b) => $"{b / 1e9:F2} GB";
+        string dt = dtype == ScalarType.BFloat16 ? "bf16" : dtype == ScalarType.Float32 ? "f32" : dtype.ToString();
+        switch (requested)
+        {
+            case Residency.Memory: return (Residency.Memory, $"residency: memory (as requested; the weights take {Gb(parameterBytes)} in {dt})");
+            case Residency.Stream: return (Residency.Stream, $"residency: stream (as requested; the weights take {Gb(parameterBytes)} in {dt})");
+        }
+        if (availableBytes is not { } available)
+            return (Residency.Memory, $"residency: memory (auto: available memory unknown; the weights take {Gb(parameterBytes)} in {dt})");
+        return parameterBytes > available / 2
+            ? (Residency.Stream, $"residency: stream (auto: the weights take {Gb(parameterBytes)} in {dt}, more than half of the {Gb(available)} available)")
+            : (Residency.Memory, $"residency: memory (auto: the weights take {Gb(parameterBytes)} in {dt}, at most half of the {Gb(available)} available)");
+    }
+
+    /// <summary>MemAvailable from /proc/meminfo (Linux), else what the .NET runtime reports as available; null if neither is known.</summary>
+    internal static long? AvailableMemoryBytes()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/meminfo"))
+                if (line.StartsWith("MemAvailable:", StringComparison.Ordinal))
+                {
+                    var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                    if (parts.Length >= 2 && long.TryParse(parts[1], out long kb)) return kb * 1024;
+                }
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        long total = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        return total > 0 ? total : null;
     }
 
     private const string PickleTempPrefix = "deepseek-notebooks-pickle-";
@@ -244,216 +287,62 @@ public sealed class Checkpoint : IDisposable
         }
     }
 
-    private static DeepSeekModel LoadWeights(DeepSeekConfig config, List<SafetensorsFile> files, CheckpointLayout layout, CheckpointLoadOptions options)
+    private static (DeepSeekModel Model, Residency Residency, string Reason) LoadWeights(DeepSeekConfig config, List<SafetensorsFile> files, CheckpointLayout layout, CheckpointLoadOptions options)
     {
-        int mtpLayers = config.NumNextnPredictLayers;
         // 1. Map every stored tensor to a model parameter name (or an FP8 scale) before allocating anything big.
-        var sources = new Dictionary<string, (SafetensorsFile File, SafetensorsTensorInfo Info)>();
-        // transformers' packed experts (DeepSeek-V4): one stored tensor holds many parameters, each a contiguous slice.
-        var slices = new Dictionary<string, (long ElementOffset, long[] Shape)>();
-        var unexpected = new List<string>();
-        foreach (var file in files)
-        foreach (var info in file.Tensors)
-        {
-            string? name;
-            int layer = -1;
-            if (layout == CheckpointLayout.HuggingFace && WeightNames.PackedExperts.Match(info.Name) is { Success: true } packed)
-            {
-                layer = int.Parse(packed.Groups[1].Value);
-                if (layer >= config.NumHiddenLayers && layer < config.NumHiddenLayers + mtpLayers) continue;
-                if (info.Rank != 3 || (packed.Groups[2].Value == "gate_up_proj" && info.Shape[1] % 2 != 0))
-                    throw new CheckpointException($"packed expert tensor {info.Name} has shape [{string.Join(", ", info.Shape)}]; expected [experts, 2·moe_intermediate_size, hidden_size] (gate_up_proj) or [experts, hidden_size, moe_intermediate_size] (down_proj)");
-                long experts = info.Shape[0], rows = info.Shape[1], cols = info.Shape[2];
-                for (long e = 0; e < experts; e++)
-                {
-                    var parts = packed.Groups[2].Value == "gate_up_proj"
-                        ? new[] { ("w1", e * rows * cols, new[] { rows / 2, cols }), ("w3", e * rows * cols + rows / 2 * cols, new[] { rows / 2, cols }) }
-                        : new[] { ("w2", e * rows * cols, new[] { rows, cols }) };
-                    foreach (var (w, offset, shape) in parts)
-                    {
-                        var pname = $"layers.{layer}.ffn.experts.{e}.{w}.weight";
-                        if (!sources.TryAdd(pname, (file, info)))
-                            throw new CheckpointException($"expert weight {pname} is stored twice ({info.Name} and {sources[pname].Info.Name})");
-                        slices[pname] = (offset, shape);
-                    }
-                }
-                continue;
-            }
-            if (layout == CheckpointLayout.HuggingFace) name = WeightNames.FromHuggingFace(info.Name, out layer);
-            else
-            {
-                name = info.Name;
-                var m = Regex.Match(name, @"^layers\.(\d+)\.");
-                if (m.Success) layer = int.Parse(m.Groups[1].Value);
-                // DeepSeek-V4's official names keep the MTP layers apart: mtp.{i}.* (not run by the kit).
-                var mtp = Regex.Match(name, @"^mtp\.(\d+)\.");
-                if (mtp.Success && int.Parse(mtp.Groups[1].Value) < mtpLayers) continue;
-            }
-            if (layer >= config.NumHiddenLayers && layer < config.NumHiddenLayers + mtpLayers) continue; // multi-token-prediction module: not used for inference
-            if (name is null) { unexpected.Add(info.Name); continue; }
-            if (!sources.TryAdd(name, (file, info)))
-                throw new CheckpointException($"tensor {info.Name} is stored twice ({sources[name].File.Path} and {file.Path})");
-        }
+        var weights = CheckpointWeights.Map(config, files, layout, out var unexpected);
+        long parameterBytes = CheckpointWeights.Bytes(weights.StoredParameterShapes(), options.DType);
+        var (residency, reason) = ChooseResidency(options.Residency, parameterBytes,
+            options.Residency == Residency.Auto ? AvailableMemoryBytes() : null, options.DType);
+        var device = options.Device ?? CPU;
+        bool stream = residency == Residency.Stream;
 
-        var model = DeepSeekModel.CreateEmpty(config);
+        // 2. Build the model in the compute dtype, block by block; a streamed block's storage is released as soon as the
+        //    block is built (its shapes are kept), so building holds at most one block.
+        var shapes = new Dictionary<string, long[]>();
+        DeepSeekModel model = DeepSeekModel.CreateEmpty(config, options.DType, options.Device, block =>
+        {
+            if (!stream) return;
+            using (no_grad())
+                foreach (var (name, p) in block.named_parameters())
+                {
+                    shapes[$"{block.GetName()}.{name}"] = p.shape;
+                    using var nothing = empty(0, dtype: p.dtype, device: p.device);
+                    p.set_(nothing);
+                    p.requires_grad_(false);
+                }
+            // TorchSharp's modules make their parameters from temporaries (torch.empty(...).AsParameter()) that share the
+            // storage and are freed only by their finalizers: collect them now, or building would hold the whole model.
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        });
         try
         {
             var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-            unexpected.AddRange(sources.Keys.Where(k => !parameters.ContainsKey(k) && !IsScaleOf(k, parameters)).Select(k => DisplayName(k, layout)));
-            if (unexpected.Count > 0)
-                throw new CheckpointException(
-                    $"the checkpoint has {unexpected.Count} tensor(s) this configuration does not use: {string.Join(", ", unexpected.Take(8))}{(unexpected.Count > 8 ? ", …" : "")} (check that config.json matches the weights)");
-            var missing = parameters.Keys.Where(k => !sources.ContainsKey(k)).Select(k => DisplayName(k, layout)).ToList();
-            if (missing.Count > 0)
-                throw new CheckpointException(
-                    $"the checkpoint is missing {missing.Count} tensor(s): {string.Join(", ", missing.Take(8))}{(missing.Count > 8 ? ", …" : "")}");
-            foreach (var (name, p) in parameters)
-            {
-                var info = sources[name].Info;
-                if (slices.TryGetValue(name, out var slice))
-                {
-                    if (!slice.Shape.SequenceEqual(p.shape))
-                        throw new CheckpointException(
-                            $"packed expert tensor {info.Name} holds [{string.Join(", ", slice.Shape)}] per expert but this configuration needs [{string.Join(", ", p.shape)}] for {name}");
-                    continue;
-                }
-                if (IsPackedFp4(info, p)) continue;   // checked with its scale when read
-                if (!info.Shape.SequenceEqual(p.shape))
-                    throw new CheckpointException(
-                        $"tensor {info.Name} has shape [{string.Join(", ", info.Shape)}] but this configuration needs [{string.Join(", ", p.shape)}]");
-            }
+            foreach (var (name, p) in parameters) shapes.TryAdd(name, p.shape);
+            // 3. Validate names and shapes of every parameter (streamed blocks too) without reading data.
+            weights.Validate(shapes, unexpected);
 
-            // 2. Read each tensor straight into the parameter's native memory.
+            // 4. Memory: read each tensor into its parameter. Stream: only the non-block parameters; blocks come in per forward.
             using (no_grad())
             {
-                int done = 0;
+                int done = 0, total = stream ? parameters.Keys.Count(n => !BlockStreamer.TryLayer(n, out _)) : parameters.Count;
                 foreach (var (name, p) in parameters)
                 {
-                    var (file, info) = sources[name];
-                    if (IsPackedFp4(info, p))
-                    {
-                        var scaleName = name[..^".weight".Length] + ".scale";
-                        if (!sources.TryGetValue(scaleName, out var scale))
-                            throw new CheckpointException($"packed FP4 tensor {info.Name} (int8, two e2m1 values per byte) has no scale ({DisplayName(scaleName, layout)}, one ue8m0 per 32 inputs)");
-                        DequantizeFp4(p, file, info, scale.File, scale.Info);
-                    }
-                    else if (info.DType is SafetensorsDType.F8_E4M3 or SafetensorsDType.F8_E5M2)
-                    {
-                        var scaleName = name[..^".weight".Length] + ".scale";
-                        if (!sources.TryGetValue(scaleName, out var scale))
-                            throw new CheckpointException($"FP8 tensor {info.Name} has no block scale ({DisplayName(scaleName, layout)})");
-                        ReadInto(p, file, info);
-                        Dequantize(p, scale.File, scale.Info);
-                    }
-                    else
-                    {
-                        ReadInto(p, file, info, slices.TryGetValue(name, out var slice) ? slice.ElementOffset : 0);
-                    }
-                    using (var finite = p.isfinite().all())
-                        if (!finite.item<bool>())
-                            throw new CheckpointException($"tensor {info.Name} contains NaN or infinite values");
-                    if (name.EndsWith(".gate.tid2eid", StringComparison.Ordinal))
-                        using (var bad = p.ne(p.round()).logical_or(p.lt(0)).logical_or(p.ge(config.NRoutedExperts)).any())
-                            if (bad.item<bool>())
-                                throw new CheckpointException($"hash table {info.Name} holds a value that is not an expert id in [0, {config.NRoutedExperts - 1}] (n_routed_experts {config.NRoutedExperts})");
-                    options.Progress?.Report((++done, parameters.Count));
+                    if (stream && BlockStreamer.TryLayer(name, out _)) continue;
+                    weights.ReadInto(name, p);
+                    options.Progress?.Report((++done, total));
                 }
             }
-            if (options.DType != ScalarType.Float32) model.to(options.DType);
-            if (options.Device is { } device && device.type != DeviceType.CPU) model.to(device);
+            if (stream) model.AttachStreamer(new BlockStreamer(model, weights, files, shapes, options.DType, device));
             model.Quantisation = options.Quantisation;
-            return model;
+            return (model, residency, reason);
         }
         catch
         {
             model.Dispose();
             throw;
         }
-    }
-
-    private static bool IsScaleOf(string name, Dictionary<string, TorchSharp.Modules.Parameter> parameters) =>
-        name.EndsWith(".scale", StringComparison.Ordinal) && parameters.ContainsKey(name[..^".scale".Length] + ".weight");
-
-    private static string DisplayName(string name, CheckpointLayout layout)
-    {
-        if (layout == CheckpointLayout.Official) return name;
-        if (name.EndsWith(".scale", StringComparison.Ordinal))
-            return WeightNames.ToHuggingFace(name[..^".scale".Length] + ".weight") + "_scale_inv";
-        return WeightNames.ToHuggingFace(name);
-    }
-
-    /// <summary>Streams a stored tensor into a float32 parameter: F32 bytes go straight to native memory; other dtypes convert chunk by chunk.</summary>
-    private static void ReadInto(Tensor destination, SafetensorsFile file, SafetensorsTensorInfo info, long elementOffset = 0)
-    {
-        long rows = destination.dim() == 0 ? 1 : destination.shape[0];
-        long rowElements = rows == 0 ? 0 : destination.numel() / rows;
-        int elementSize = info.DType.ElementSize();
-        long maxRows = Math.Max(1, (1L << 24) / Math.Max(1, rowElements * 4)); // ≤ 16 MiB of float32 per chunk
-        var flat = destination.dim() == 0 ? destination.view(1) : destination;
-        for (long r = 0; r < rows; r += maxRows)
-        {
-            long count = Math.Min(maxRows, rows - r);
-            using var chunk = flat.narrow(0, r, count);
-            var target = MemoryMarshal.Cast<byte, float>(chunk.bytes);
-            long byteOffset = (elementOffset + r * rowElements) * elementSize;
-            if (info.DType == SafetensorsDType.F32)
-            {
-                file.ReadBytes(info, byteOffset, MemoryMarshal.AsBytes(target));
-                continue;
-            }
-            var raw = ArrayPool<byte>.Shared.Rent(target.Length * elementSize);
-            try
-            {
-                var span = raw.AsSpan(0, target.Length * elementSize);
-                file.ReadBytes(info, byteOffset, span);
-                SafetensorsDTypes.ConvertToFloat32(info.DType, span, target);
-            }
-            finally { ArrayPool<byte>.Shared.Return(raw); }
-        }
-    }
-
-    /// <summary>DeepSeek-V4's FP4 expert weights: int8 [out, in/2], two e2m1 codes per byte (low nibble first).</summary>
-    private static bool IsPackedFp4(SafetensorsTensorInfo info, Tensor p) =>
-        info.DType == SafetensorsDType.I8 && info.Rank == 2 && p.dim() == 2 && info.Shape[0] == p.shape[0] && info.Shape[1] * 2 == p.shape[1];
-
-    /// <summary>
-    /// weight[o, i] = FP4_TABLE[nibble i of row o] · scale[o, i / 32] (DeepSeek-V4 <c>inference/convert.py</c>: the low
-    /// nibble of byte j is input 2j, the high nibble input 2j + 1; scales are ue8m0, one per 32 inputs).
-    /// </summary>
-    private static void DequantizeFp4(Tensor weight, SafetensorsFile file, SafetensorsTensorInfo info, SafetensorsFile scaleFile, SafetensorsTensorInfo scaleInfo)
-    {
-        const int Block = 32;
-        long rows = weight.shape[0], cols = weight.shape[1];
-        if (cols % Block != 0 || !scaleInfo.Shape.SequenceEqual(new[] { rows, cols / Block }))
-            throw new CheckpointException($"FP4 scale {scaleInfo.Name} has shape [{string.Join(", ", scaleInfo.Shape)}] but a [{rows}, {cols}] FP4 weight needs [{rows}, {cols / Block}] (one scale per {Block} inputs)");
-        using var scope = NewDisposeScope();
-        var scale = empty(rows, cols / Block, dtype: float32);
-        ReadInto(scale, scaleFile, scaleInfo);
-        var packed = new byte[rows * cols / 2];
-        file.ReadBytes(info, 0, packed);
-        var values = new float[rows * cols];
-        var table = Fp8.E2M1Table;
-        for (long j = 0; j < packed.Length; j++)
-        {
-            values[2 * j] = table[packed[j] & 0xF];
-            values[2 * j + 1] = table[packed[j] >> 4];
-        }
-        var w = tensor(values, rows, cols) * scale.repeat_interleave(Block, 1);
-        weight.copy_(w);
-    }
-
-    /// <summary>weight ← weight · scale_inv expanded over 128×128 blocks (DeepSeek's <c>weight_dequant</c>).</summary>
-    private static void Dequantize(Tensor weight, SafetensorsFile file, SafetensorsTensorInfo scaleInfo)
-    {
-        long m = weight.shape[0], n = weight.shape[1];
-        long[] expected = { (m + FpBlock - 1) / FpBlock, (n + FpBlock - 1) / FpBlock };
-        if (!scaleInfo.Shape.SequenceEqual(expected))
-            throw new CheckpointException($"block scale {scaleInfo.Name} has shape [{string.Join(", ", scaleInfo.Shape)}] but a [{m}, {n}] FP8 weight needs [{expected[0]}, {expected[1]}]");
-        using var scope = NewDisposeScope();
-        var scale = empty(expected, dtype: float32);
-        ReadInto(scale, file, scaleInfo);
-        var full = scale.repeat_interleave(FpBlock, 0).narrow(0, 0, m).repeat_interleave(FpBlock, 1).narrow(1, 0, n);
-        weight.mul_(full);
     }
 
     /// <summary>
@@ -506,6 +395,10 @@ public sealed class Checkpoint : IDisposable
     public void Dispose()
     {
         try { Tokenizer?.Dispose(); }
-        finally { Model.Dispose(); }
+        finally
+        {
+            try { Model.Dispose(); }
+            finally { Model.Streamer?.Dispose(); }
+        }
     }
 }

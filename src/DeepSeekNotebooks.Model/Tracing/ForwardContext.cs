@@ -30,6 +30,22 @@ internal sealed class ForwardContext
         _keepGraph = keepGraph;
     }
 
+    private ForwardContext(IReadOnlyDictionary<string, HookFunction>? hooks, bool keepGraph)
+    {
+        _hooks = hooks;
+        _keepGraph = keepGraph;
+    }
+
+    /// <summary>
+    /// The same hooks, recording nothing: what a streamed block's recomputation in the backward pass runs with (the
+    /// forward already recorded; hooks replace again, so the recomputed block is the one the forward ran).
+    /// </summary>
+    internal ForwardContext WithoutRecording() => new(_hooks, _keepGraph);
+
+    /// <summary>Whether this pass records any block-internal hook point (a name <c>blocks.{L}.…</c>).</summary>
+    internal bool RecordsInsideBlocks(DeepSeekConfig config) =>
+        _record is not null && HookPoints.All(config).Any(n => n.StartsWith("blocks.", StringComparison.Ordinal) && _record.Matches(n));
+
     /// <summary>Recorded tensors by hook point (owned by the caller of the traced forward).</summary>
     internal Dictionary<string, Tensor> Cache { get; } = new();
 
