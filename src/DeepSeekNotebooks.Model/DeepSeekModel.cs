@@ -178,6 +178,15 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
                 throw new ArgumentException($"inputIds [{string.Join(", ", ids.shape)}] must match the embeddings' [batch, seq] = [{embeddings.shape[0]}, {embeddings.shape[1]}]", nameof(inputIds));
             inputIds = ids;
         }
+        // Embeddings follow the weights' dtype and device: attribution paths (α·(x − baseline)) are built in float32, so a bf16
+        // model computes in bf16 and the gradient flows back through the cast to the caller's tensor (a no-op in float32 on CPU).
+        var w = embed.weight!;
+        if (embeddings.dtype != w.dtype || embeddings.device_type != w.device_type || embeddings.device_index != w.device_index)
+        {
+            using var scope = NewDisposeScope();
+            return Forward(embeddings.to(w.dtype, w.device), hooks is null ? null : new ForwardContext(Config, null, hooks, keepGraph: true), inputIds)
+                .MoveToOuterDisposeScope();
+        }
         return Forward(embeddings, hooks is null ? null : new ForwardContext(Config, null, hooks, keepGraph: true), inputIds);
     }
 

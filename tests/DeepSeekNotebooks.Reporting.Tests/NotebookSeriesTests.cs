@@ -114,7 +114,7 @@ public class NotebookSeriesTests : IClassFixture<DefaultSeriesFixture>, IClassFi
         ["07-representations"] = 13,   // + DLA by block/head/expert, per-head patching, induction scores and loss
         ["08-medical-imaging"] = 12,   // + data randomisation (Adebayo et al. 2018 §4.2)
         ["09-financial-fraud"] = 13,
-        ["10-your-own-checkpoint"] = 2,
+        ["10-your-own-checkpoint"] = 5,   // expert usage, IG; inspect: parameters, bytes vs 24 GB; stream vs memory peak
     };
 
     private static IEnumerable<string> NotebookNames() =>
@@ -419,6 +419,17 @@ internal static class StatedValues
                 Assert.InRange(o.Value("golden_hidden_max_error"), 0, 1e-4);
                 Assert.InRange(o.Value("golden_attention_max_error"), 0, 1e-4);
                 Assert.Equal(2, o.Value("loader_errors"));                      // a truncated file and a missing directory
+                // inspect on the real configs: DeepSeek's published 671B (V3) and 15.7B (V2-Lite), exactly as InspectCommandTests counts them.
+                Assert.Equal(671_026_419_200, o.Value("inspect_v3_total_parameters"));
+                Assert.Equal(15_706_484_224, o.Value("inspect_v2lite_total_parameters"));
+                // The init checkpoint stores exactly the tensors its architecture has.
+                Assert.Equal(o.Value("init_total_parameters"), o.Value("init_stored_parameters"));
+                // Stream and memory residency agree (issue 12: logits <= 1e-6 relative, routing identical, gradients <= 1e-5).
+                Assert.InRange(o.Value("stream_memory_logits_relative_error"), 0, 1e-6);
+                Assert.Equal(0, o.Value("stream_memory_routing_mismatches"));
+                Assert.InRange(o.Value("stream_memory_saliency_relative_error"), 0, 1e-5);
+                // Peak memory is shown, not asserted: both residencies run in the notebook's one process (see its text).
+                Assert.Equal(1, o.Value("scratch_deleted"));
                 break;
         }
     }

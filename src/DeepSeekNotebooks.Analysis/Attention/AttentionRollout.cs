@@ -308,6 +308,6 @@ public static class AttentionRollout
         if (model.Config.CompressedAttention is not null)
             return (TokenAttention.Patterns(TokenAttention.Compute(model, ids)).ToArray(), ids.to(int64).data<long>().ToArray());
         using var trace = model.RunWithCache(ids, new TraceOptions { AttentionPatterns = true, Routing = false, HiddenStates = false, Logits = false });
-        return (TraceLayers(trace, 0), ids.to(int64).data<long>().ToArray());
+        return (TraceLayers(trace, 0), ids.to(int64).cpu().data<long>().ToArray());
     }
 }

@@ -37,7 +37,7 @@ public static class AttentionTimesGradient
             for (int l = 0; l < layers; l++)
             {
                 if (grads[l] is null || grads[l].IsInvalid || grads[l].numel() == 0) continue;
-                var row = (patterns[l][0, TensorIndex.Colon, pos] * grads[l][0, TensorIndex.Colon, pos]).detach().to(float32).contiguous(); // [heads, k]
+                var row = (patterns[l][0, TensorIndex.Colon, pos] * grads[l][0, TensorIndex.Colon, pos]).detach().to(float32).cpu().contiguous(); // [heads, k]
                 var data = row.data<float>().ToArray();
                 for (int h = 0; h < heads; h++)
                     for (int k = 0; k < seq; k++)

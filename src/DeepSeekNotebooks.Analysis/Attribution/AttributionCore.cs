@@ -38,9 +38,9 @@ internal static class AttributionCore
         var routingIds = model.Config.NumHashLayers > 0 ? ids2 : null;
         var logits = model.ForwardFromEmbeddings(e, null, routingIds);
         var resolved = target.Resolve(e.shape[1], model.Config.VocabSize, logits);
-        if (routingIds is not null) resolved.RoutingIds = ids2.data<long>().ToArray();
-        double f = resolved.Evaluate(logits)[0].item<float>();
-        return new Prepared(ids2.data<long>().ToArray(), ids2, e, resolved, f) { Prediction = PredictionAt(logits, resolved) };
+        if (routingIds is not null) resolved.RoutingIds = ids2.cpu().data<long>().ToArray();
+        double f = resolved.Evaluate(logits)[0].to(float64).item<double>(); // any compute dtype (bf16 too)
+        return new Prepared(ids2.cpu().data<long>().ToArray(), ids2, e, resolved, f) { Prediction = PredictionAt(logits, resolved) };
     }
 
     /// <summary>softmax(logits[0, P]): its argmax and probability, and the target token's probability (null for custom targets).</summary>
@@ -59,7 +59,7 @@ internal static class AttributionCore
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var y = target.Evaluate(model.ForwardFromEmbeddings(embeddings, null, RoutingIds(embeddings, target)));
-        return y.to(float64).data<double>().ToArray();
+        return y.to(float64).cpu().data<double>().ToArray();
     }
 
     /// <summary>

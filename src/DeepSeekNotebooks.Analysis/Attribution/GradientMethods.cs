@@ -92,14 +92,14 @@ public static class NoiseTunnel
         using var scope = NewDisposeScope();
         var p = AttributionCore.Prepare(model, inputIds, target);
         var e = p.Embeddings;
-        double sigma = stdev ?? 0.15 * (e.max().item<float>() - e.min().item<float>());
+        double sigma = stdev ?? 0.15 * (e.max().to(float64).item<double>() - e.min().to(float64).item<double>());
         var gen = new Generator((ulong)seed);
         var sum = zeros_like(e, dtype: float64);
         var sumSq = zeros_like(e, dtype: float64);
         for (int s = 0; s < nSamples; s++)
         {
             using var inner = NewDisposeScope();
-            var noise = randn(e.shape, dtype: e.dtype, generator: gen) * sigma;
+            var noise = (randn(e.shape, dtype: e.dtype, generator: gen) * sigma).to(e.device);   // CPU generator: the same noise on any device
             var a = method(model, e + noise, p.Target).to(float64);
             sum.add_(a);
             sumSq.add_(a * a);

@@ -42,7 +42,7 @@ public static class LayerConductance
         for (int start = 0; start < points; start += chunk)
         {
             int m = Math.Min(chunk, points - start);
-            var a = tensor(alphas.Skip(start).Take(m).Select(v => (float)v).ToArray()).view(m, 1, 1);
+            var a = tensor(alphas.Skip(start).Take(m).Select(v => (float)v).ToArray()).view(m, 1, 1).to(diff.device);
             var (g, h, _) = LayerActivations.Gradient(model, b + a * diff, point, null, p.Target);   // Captum: baseline + alpha * (input - baseline)
             grads.Add(g); acts.Add(h);
         }

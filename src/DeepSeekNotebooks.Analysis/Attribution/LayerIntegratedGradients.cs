@@ -43,8 +43,8 @@ public static class LayerIntegratedGradients
         {
             using var inner = NewDisposeScope();
             int m = Math.Min(chunk, nSteps - start);
-            var a = tensor(alphas.Skip(start).Take(m).Select(v => (float)v).ToArray()).view(m, 1, 1);
-            var w = tensor(weights.Skip(start).Take(m).Select(v => (float)v).ToArray()).view(m, 1, 1);
+            var a = tensor(alphas.Skip(start).Take(m).Select(v => (float)v).ToArray()).view(m, 1, 1).to(diff.device);
+            var w = tensor(weights.Skip(start).Take(m).Select(v => (float)v).ToArray()).view(m, 1, 1).to(diff.device);
             var scaled = hB + a * diff;                                   // Captum: baseline + alpha * (input - baseline), in layer space
             var (g, _, _) = LayerActivations.Gradient(model, e.expand(m, -1, -1).contiguous(), point, scaled, p.Target);
             acc.add_((g * w).sum(0, keepdim: true));

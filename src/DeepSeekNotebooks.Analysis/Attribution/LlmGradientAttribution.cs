@@ -63,7 +63,7 @@ public static class LlmGradientAttribution
             }
             var target = AttributionTarget.LogProbability(-1, targetIds[k]).Resolve(len, model.Config.VocabSize, null);
             var attr = IntegratedGradients.AttributeEmbeddings(model, e, b, target, nSteps, method, internalBatchSize);
-            var rows = attr[0].narrow(0, 0, prompt).sum(-1).contiguous().data<float>().ToArray();
+            var rows = attr[0].narrow(0, 0, prompt).sum(-1).to(float32).cpu().contiguous().data<float>().ToArray();
             Array.Copy(rows, 0, tokenAttr, k * prompt, prompt);
             logProbs[k] = AttributionCore.Evaluate(model, e, target)[0];
             logProbsBaseline[k] = AttributionCore.Evaluate(model, b, target)[0];

@@ -172,7 +172,7 @@ public static class MoeIntegratedGradients
                     throw new InvalidOperationException($"{name}: the frozen routing was taken on a sequence of {seq} tokens, but this forward has {rows} token rows (not a multiple of {seq})");
                 using var scope = NewDisposeScope();
                 var mask = tensor(keep, new long[] { seq, experts }).to(sel.device).repeat(rows / seq, 1);
-                double low = sel.min().item<float>() - 1.0;
+                double low = sel.min().to(float64).item<double>() - 1.0;
                 return sel.masked_fill(mask.logical_not(), low).MoveToOuterDisposeScope();
             };
         }
@@ -217,7 +217,7 @@ public static class MoeIntegratedGradients
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var y = target.Evaluate(model.ForwardFromEmbeddings(x, hooks.Count == 0 ? null : hooks));
-        return y.to(float64).data<double>().ToArray();
+        return y.to(float64).cpu().data<double>().ToArray();
     }
 }
 
@@ -260,7 +260,7 @@ internal static class PathRouting
         double[] f;
         using (var scope = NewDisposeScope())
         using (var _ = no_grad())
-            f = target.Evaluate(model.ForwardFromEmbeddings(points, hooks.Count == 0 ? null : hooks)).to(float64).data<double>().ToArray();
+            f = target.Evaluate(model.ForwardFromEmbeddings(points, hooks.Count == 0 ? null : hooks)).to(float64).cpu().data<double>().ToArray();
         int m = (int)points.shape[0], seq = (int)points.shape[1];
         var sets = new long[m][][];
         for (int r = 0; r < m; r++)

@@ -105,9 +105,9 @@ public sealed class ExpertRoutingAccumulator : IDatasetAccumulator, IMergeable<E
         foreach (int layer in trace.MoeLayers)
         {
             using var scope = NewDisposeScope();
-            var idx = trace.ExpertIndices(layer).contiguous().to(ScalarType.Int64).data<long>().ToArray();
-            var w = trace.ExpertWeights(layer).contiguous().to(ScalarType.Float32).data<float>().ToArray();
-            var s = trace.RouterScores(layer).contiguous().to(ScalarType.Float32).data<float>().ToArray();
+            var idx = trace.ExpertIndices(layer).contiguous().to(ScalarType.Int64).cpu().data<long>().ToArray();
+            var w = trace.ExpertWeights(layer).contiguous().to(ScalarType.Float32).cpu().data<float>().ToArray();
+            var s = trace.RouterScores(layer).contiguous().to(ScalarType.Float32).cpu().data<float>().ToArray();
             ObserveRouting(layer, observation.Ids, idx, w, s, observation.Domain);
         }
     }

@@ -38,11 +38,11 @@ public sealed record LayerRouting(int Layer, RoutingDecision[] Tokens)
         if (batchIndex < 0 || batchIndex >= batch)
             throw new ArgumentException($"batchIndex {batchIndex} is out of range for a batch of {batch} sequences", nameof(batchIndex));
         int seq = sequenceLength, k = (int)indices.shape[1];
-        var idx = indices.to(int64).contiguous().data<long>().ToArray();
-        var w = trace.ExpertWeights(layer).to(float32).contiguous().data<float>().ToArray();
+        var idx = indices.to(int64).contiguous().cpu().data<long>().ToArray();
+        var w = trace.ExpertWeights(layer).to(float32).contiguous().cpu().data<float>().ToArray();
         var scores = trace.RouterScores(layer);
         int e = (int)scores.shape[1];
-        var s = scores.to(float32).contiguous().data<float>().ToArray();
+        var s = scores.to(float32).contiguous().cpu().data<float>().ToArray();
         var tokens = new RoutingDecision[seq];
         for (int t = 0; t < seq; t++)
         {

@@ -37,7 +37,7 @@ public sealed record TraceSnapshot
         var attention = new AttentionMatrix[c.NumHiddenLayers][];
         for (int l = 0; l < c.NumHiddenLayers; l++)
         {
-            var p = trace.AttentionPattern(l)[batchIndex].to(float32).contiguous();
+            var p = trace.AttentionPattern(l)[batchIndex].to(float32).cpu().contiguous();
             if (p.shape[1] != seq) throw new ArgumentException($"the trace has {p.shape[1]} positions but {seq} token ids were given", nameof(tokenIds));
             var data = p.data<float>().ToArray();
             attention[l] = new AttentionMatrix[c.NumAttentionHeads];
@@ -45,7 +45,7 @@ public sealed record TraceSnapshot
                 attention[l][h] = AttentionMatrix.FromRowMajor(seq, seq, data.AsSpan(h * seq * seq, seq * seq));
         }
         var routing = trace.MoeLayers.Select(l => LayerRouting.FromTrace(trace, l, seq, batchIndex)).ToArray();
-        var predictions = trace.Logits[batchIndex].argmax(-1).data<long>().ToArray();
+        var predictions = trace.Logits[batchIndex].argmax(-1).cpu().data<long>().ToArray();
         return new TraceSnapshot
         {
             TokenIds = tokenIds,

@@ -54,12 +54,14 @@ public static class AttributeCommand
                                           "with a continuation token_attr [targets,prompt], seq_attr [prompt], delta [targets]");
         var allowPickle = CliSupport.AllowPickleOption();
         var quantisation = CliSupport.QuantisationOption();
+        var loading = new CliSupport.ModelLoading();
         var command = new Command("attribute",
             "Attribute a target logit (or a contrast of two) to the input tokens or a block's output (IG, saliency, input×gradient, SmoothGrad, occlusion, " +
             "layer IG, layer conductance, feature ablation), or a continuation's log-probabilities to the prompt tokens.")
         {
             checkpoint, inputIds, text, method, position, token, contrast, layer, continuation, continuationIds, baseline, nSteps, integration, batch, routing, output, allowPickle, quantisation,
         };
+        loading.AddTo(command);
         command.SetAction(parse => CliSupport.Run(() =>
         {
             string? idsText = parse.GetValue(inputIds), promptText = parse.GetValue(text);
@@ -103,8 +105,8 @@ public static class AttributeCommand
                     ? "--routing frozen applies to --method ig on one target, not to a continuation"
                     : $"--routing frozen applies to --method ig only (it freezes the routing along IG's path), not to {methodText}");
 
-            using var ckpt = Checkpoint.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)),
-                new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle), Quantisation = CliSupport.ParseQuantisation(parse.GetValue(quantisation)) });
+            var load = loading.Apply(parse, new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle), Quantisation = CliSupport.ParseQuantisation(parse.GetValue(quantisation)) });
+            using var ckpt = CliSupport.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)), load);
             long[] ids = idsText is not null ? CliSupport.ParseIds(idsText) : Encode(ckpt, promptText!, "--text");
             Baseline b = parse.GetValue(baseline) is { } bt ? ParseBaseline(bt, ckpt) : Baseline.For(ckpt.Tokenizer);
             var outPath = parse.GetValue(output)!.FullName;

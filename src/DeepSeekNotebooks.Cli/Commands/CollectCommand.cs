@@ -33,13 +33,15 @@ public static class CollectCommand
         var output = CliSupport.OutOption("accumulator state, .safetensors");
         var allowPickle = CliSupport.AllowPickleOption();
         var quantisation = CliSupport.QuantisationOption();
+        var loading = new CliSupport.ModelLoading();
         var command = new Command("collect", "Expert-routing and attention-head statistics over one shard of a JSONL dataset, saved as a mergeable state.")
         {
             checkpoint, dataset, shard, output, allowPickle, quantisation,
         };
+        loading.AddTo(command);
         command.SetAction(parse => CliSupport.Run(() => Run(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)), parse.GetValue(dataset)!.FullName,
             parse.GetValue(shard)!, parse.GetValue(output)!.FullName, parse.GetValue(allowPickle), Console.Out,
-            CliSupport.ParseQuantisation(parse.GetValue(quantisation)))));
+            CliSupport.ParseQuantisation(parse.GetValue(quantisation)), loading.Apply(parse, new CheckpointLoadOptions()))));
         return command;
     }
 
@@ -55,12 +57,12 @@ public static class CollectCommand
     }
 
     internal static int Run(string checkpointDir, string datasetPath, string shardText, string outPath, bool allowPickle, TextWriter output,
-        Model.Modules.QuantisationSimulation quantisation = Model.Modules.QuantisationSimulation.Official)
+        Model.Modules.QuantisationSimulation quantisation = Model.Modules.QuantisationSimulation.Official, CheckpointLoadOptions? load = null)
     {
         var (shard, shards) = ParseShard(shardText);
         if (!File.Exists(datasetPath)) throw new UsageException($"--dataset {datasetPath} does not exist (give a JSONL file, one {{\"text\"|\"input_ids\", \"domain\"}} object per line)");
         var watch = Stopwatch.StartNew();
-        using var ckpt = Checkpoint.Load(checkpointDir, new CheckpointLoadOptions { AllowPickle = allowPickle, Quantisation = quantisation });
+        using var ckpt = CliSupport.Load(checkpointDir, (load ?? new CheckpointLoadOptions()) with { AllowPickle = allowPickle, Quantisation = quantisation });
         var config = ckpt.Config;
         var data = ReadShard(datasetPath, shard, shards, ckpt.Tokenizer, config.VocabSize);
         var provenance = new StateProvenance(ConfigHash(ckpt), Path.GetFileName(Path.TrimEndingDirectorySeparator(ckpt.Directory)), Sha256(datasetPath), shards);

@@ -19,14 +19,16 @@ public static class DashboardCommand
         var text = new Option<string?>("--text") { Description = "Text to tokenize with the checkpoint's tokenizer.json (instead of --input-ids)." };
         var output = CliSupport.OutOption("self-contained HTML dashboard");
         var quantisation = CliSupport.QuantisationOption();
+        var loading = new CliSupport.ModelLoading();
         var command = new Command("dashboard", "Write a one-file offline HTML dashboard (attention, rollout, attribution, routing) for one input.")
         {
             checkpoint, inputIds, text, output, quantisation,
         };
+        loading.AddTo(command);
         command.SetAction(parse => CliSupport.Run(() =>
         {
-            using var ckpt = Checkpoint.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)),
-                new CheckpointLoadOptions { Quantisation = CliSupport.ParseQuantisation(parse.GetValue(quantisation)) });
+            var load = loading.Apply(parse, new CheckpointLoadOptions { Quantisation = CliSupport.ParseQuantisation(parse.GetValue(quantisation)) });
+            using var ckpt = CliSupport.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)), load);
             long[] ids = (parse.GetValue(inputIds), parse.GetValue(text)) switch
             {
                 ({ } s, null) => CliSupport.ParseIds(s),

@@ -28,19 +28,21 @@ public static class GenerateCommand
         var seed = new Option<int?>("--seed") { Description = "Seed of the sampler (same seed, same continuation). Without it a seed is drawn and printed." };
         var eos = new Option<long?>("--eos-token-id") { Description = "Stop after this token (default: the config's eos_token_id, if any)." };
         var quantisation = CliSupport.QuantisationOption();
+        var loading = new CliSupport.ModelLoading();
         var command = new Command("generate", "Continue a prompt (greedy, or sampled with temperature/top-k/top-p and a seed); prints ids and, with a tokenizer, text, as JSON.")
         {
             checkpoint, inputIds, text, maxNew, temperature, topK, topP, seed, eos, quantisation,
         };
+        loading.AddTo(command);
         command.SetAction(parse => CliSupport.Run(() => Run(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)), parse.GetValue(inputIds), parse.GetValue(text),
             parse.GetValue(maxNew), parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(topP), parse.GetValue(seed), parse.GetValue(eos), Console.Out,
-            CliSupport.ParseQuantisation(parse.GetValue(quantisation)))));
+            CliSupport.ParseQuantisation(parse.GetValue(quantisation)), loading.Apply(parse, new CheckpointLoadOptions()))));
         return command;
     }
 
     internal static int Run(string checkpointDir, string? inputIds, string? text, int maxNewTokens, double? temperature, int? topK, double? topP,
         int? seed, long? eosTokenId, TextWriter output,
-        Model.Modules.QuantisationSimulation quantisation = Model.Modules.QuantisationSimulation.Official)
+        Model.Modules.QuantisationSimulation quantisation = Model.Modules.QuantisationSimulation.Official, CheckpointLoadOptions? load = null)
     {
         if ((inputIds is null) == (text is null)) throw new UsageException("give exactly one of --input-ids 1,2,3 or --text \"…\" as the prompt");
         if (maxNewTokens < 1) throw new UsageException($"--max-new-tokens must be at least 1, got {maxNewTokens}");
@@ -50,7 +52,7 @@ public static class GenerateCommand
         if (topK is < 1) throw new UsageException($"--top-k must be at least 1, got {topK}");
         if (topP is { } p && !(p > 0 && p <= 1)) throw new UsageException($"--top-p must be in (0, 1], got {p}");
 
-        using var ckpt = Checkpoint.Load(checkpointDir, new CheckpointLoadOptions { Quantisation = quantisation });
+        using var ckpt = CliSupport.Load(checkpointDir, (load ?? new CheckpointLoadOptions()) with { Quantisation = quantisation });
         long[] prompt = inputIds is not null ? CliSupport.ParseIds(inputIds)
             : ckpt.Tokenizer?.Encode(text!) ?? throw new UsageException($"--text needs a checkpoint with tokenizer.json ({checkpointDir} has none); give --input-ids instead");
         if (prompt.Length == 0) throw new UsageException("--text tokenized to no tokens; give a non-empty prompt");

@@ -18,15 +18,17 @@ public static class RolloutCommand
         var output = CliSupport.OutOption("safetensors: rollout [seq, seq] float32");
         var allowPickle = CliSupport.AllowPickleOption();
         var quantisation = CliSupport.QuantisationOption();
+        var loading = new CliSupport.ModelLoading();
         var command = new Command("rollout", "Attention rollout of one sequence (residual-augmented attention multiplied over layers).")
         {
             checkpoint, inputIds, fusion, discard, output, allowPickle, quantisation,
         };
+        loading.AddTo(command);
         command.SetAction(parse => CliSupport.Run(() =>
         {
             var ids = CliSupport.ParseIds(parse.GetValue(inputIds)!);
-            using var ckpt = Checkpoint.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)),
-                new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle), Quantisation = CliSupport.ParseQuantisation(parse.GetValue(quantisation)) });
+            var load = loading.Apply(parse, new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle), Quantisation = CliSupport.ParseQuantisation(parse.GetValue(quantisation)) });
+            using var ckpt = CliSupport.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)), load);
             using var idTensor = tensor(ids, new long[] { 1, ids.Length });
             var result = AttentionRollout.Compute(ckpt.Model, idTensor, ArgumentParsers.ParseHeadFusion(parse.GetValue(fusion)!), parse.GetValue(discard));
             var outPath = parse.GetValue(output)!.FullName;

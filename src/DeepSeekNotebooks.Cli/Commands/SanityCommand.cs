@@ -40,10 +40,12 @@ public static class SanityCommand
         var output = CliSupport.OutOption("JSON: {\"randomisation\": Spearman/top-k per stage and method, flagged methods; \"faithfulness\": deletion/insertion curves and areas}");
         var allowPickle = CliSupport.AllowPickleOption();
         var quantisation = CliSupport.QuantisationOption();
+        var loading = new CliSupport.ModelLoading();
         var command = new Command("sanity", "Sanity checks of attribution maps: model randomisation (Adebayo et al. 2018) and deletion/insertion curves (Petsiuk et al. 2018), as JSON.")
         {
             checkpoint, inputIds, methods, position, token, baseline, nSteps, seed, randomOrders, checks, output, allowPickle, quantisation,
         };
+        loading.AddTo(command);
         command.SetAction(parse => CliSupport.Run(() =>
         {
             var ids = CliSupport.ParseIds(parse.GetValue(inputIds)!);
@@ -57,8 +59,8 @@ public static class SanityCommand
             string which = parse.GetValue(checks)!.Trim().ToLowerInvariant();
             if (which is not ("randomisation" or "faithfulness" or "both"))
                 throw new UsageException($"--checks: unknown check '{parse.GetValue(checks)}': use randomisation (Adebayo et al.'s model and target randomisation), faithfulness (deletion/insertion) or both");
-            using var ckpt = Checkpoint.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)),
-                new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle), Quantisation = CliSupport.ParseQuantisation(parse.GetValue(quantisation)) });
+            var load = loading.Apply(parse, new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle), Quantisation = CliSupport.ParseQuantisation(parse.GetValue(quantisation)) });
+            using var ckpt = CliSupport.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)), load);
             using var idsTensor = TorchSharp.torch.tensor(ids, new long[] { 1, ids.Length });
             var root = new JsonObject();
             if (which is "randomisation" or "both")

@@ -30,10 +30,12 @@ public static class SoakCommand
         var threads = new Option<int>("--threads") { Description = "torch intra-op threads (default 1: small models run fastest on one thread).", DefaultValueFactory = _ => 1 };
         var allowPickle = CliSupport.AllowPickleOption();
         var quantisation = CliSupport.QuantisationOption();
+        var loading = new CliSupport.ModelLoading();
         var command = new Command("soak", "Loops forward + attribution and fails (exit 1) if native memory (RSS) grows by more than --max-growth-mb after 50 iterations.")
         {
             checkpoint, iterations, maxGrowth, inputIds, every, threads, allowPickle, quantisation,
         };
+        loading.AddTo(command);
         command.SetAction(parse => CliSupport.Run(() =>
         {
             int n = parse.GetValue(iterations);
@@ -44,9 +46,9 @@ public static class SoakCommand
             double limit = parse.GetValue(maxGrowth);
             int nThreads = parse.GetValue(threads);
             if (nThreads < 1) throw new UsageException($"--threads must be at least 1, got {nThreads}");
+            var load = loading.Apply(parse, new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle), Quantisation = CliSupport.ParseQuantisation(parse.GetValue(quantisation)) });
             set_num_threads(nThreads);
-            using var ckpt = Checkpoint.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)),
-                new CheckpointLoadOptions { AllowPickle = parse.GetValue(allowPickle), Quantisation = CliSupport.ParseQuantisation(parse.GetValue(quantisation)) });
+            using var ckpt = CliSupport.Load(CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint)), load);
             var text = parse.GetValue(inputIds);
             long[] ids = text is null
                 ? Enumerable.Range(1, Math.Min(16, ckpt.Config.MaxPositionEmbeddings)).Select(i => (long)(i % ckpt.Config.VocabSize)).ToArray()

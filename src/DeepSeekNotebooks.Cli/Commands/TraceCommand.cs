@@ -29,10 +29,12 @@ public static class TraceCommand
         };
         var allowPickle = CliSupport.AllowPickleOption();
         var quantisation = CliSupport.QuantisationOption();
+        var loading = new CliSupport.ModelLoading();
         var command = new Command("trace", "Run the traced forward and write logits, hidden states, attention probabilities and routing to safetensors.")
         {
             checkpoint, inputIds, output, listHooks, allowPickle, quantisation,
         };
+        loading.AddTo(command);
         command.SetAction(parse => CliSupport.Run(() =>
         {
             var dir = CliSupport.ResolveCheckpoint(parse.GetValue(checkpoint));
@@ -49,7 +51,8 @@ public static class TraceCommand
             if (outFile is null)
                 throw new UsageException("--out is required: the safetensors file to write, e.g. --out trace.safetensors");
             var q = CliSupport.ParseQuantisation(parse.GetValue(quantisation));
-            return Run(dir, sequences, outFile.FullName, parse.GetValue(allowPickle), q);
+            var load = loading.Apply(parse, new CheckpointLoadOptions());
+            return Run(dir, sequences, outFile.FullName, parse.GetValue(allowPickle), q, load);
         }));
         return command;
     }
@@ -64,13 +67,13 @@ public static class TraceCommand
     }
 
     internal static int Run(string checkpointDir, string[] sequences, string outPath, bool allowPickle = false,
-        Model.Modules.QuantisationSimulation quantisation = Model.Modules.QuantisationSimulation.Official)
+        Model.Modules.QuantisationSimulation quantisation = Model.Modules.QuantisationSimulation.Official, CheckpointLoadOptions? load = null)
     {
         var batch = sequences.Select(s => CliSupport.ParseIds(s)).ToArray();
         if (batch.Select(b => b.Length).Distinct().Count() > 1)
             throw new UsageException($"all --input-ids sequences must have the same length for one batch; got lengths {string.Join(", ", batch.Select(b => b.Length))}");
 
-        using var ckpt = Checkpoint.Load(checkpointDir, new CheckpointLoadOptions { AllowPickle = allowPickle, Quantisation = quantisation });
+        using var ckpt = CliSupport.Load(checkpointDir, (load ?? new CheckpointLoadOptions()) with { AllowPickle = allowPickle, Quantisation = quantisation });
         using var scope = NewDisposeScope();
         var ids = tensor(batch.SelectMany(b => b).ToArray(), new long[] { batch.Length, batch[0].Length });
         var writer = new SafetensorsWriter()
@@ -100,13 +103,13 @@ public static class TraceCommand
         }
         foreach (var layer in trace.MoeLayers)
         {
-            var idx = trace.ExpertIndices(layer).contiguous();
+            var idx = trace.ExpertIndices(layer).cpu().contiguous();
             writer.AddInt64($"moe.{layer}.indices", idx.shape, idx.data<long>().ToArray());
             AddFloat(writer, $"moe.{layer}.weights", trace.ExpertWeights(layer));
         }
         writer.WriteTo(outPath);
 
-        var lastTop = trace.Logits.select(1, -1).argmax(-1).data<long>().ToArray();
+        var lastTop = trace.Logits.select(1, -1).argmax(-1).cpu().data<long>().ToArray();
         Console.WriteLine($"traced {batch.Length} sequence(s) of {batch[0].Length} tokens with {ckpt.Directory} ({ckpt.Layout} layout)");
         Console.WriteLine($"next-token argmax at the last position: {string.Join(", ", lastTop)}");
         Console.WriteLine($"wrote {writer.Count} tensors to {outPath}");
@@ -128,13 +131,13 @@ public static class TraceCommand
             var t = trace[hook];
             if (t.dtype == ScalarType.Int64)
             {
-                var c = t.contiguous();
+                var c = t.cpu().contiguous();
                 writer.AddInt64(reference, c.shape, c.data<long>().ToArray());
             }
             else AddFloat(writer, reference, t);
         }
         writer.WriteTo(outPath);
-        var lastTop = trace.Logits.select(1, -1).argmax(-1).data<long>().ToArray();
+        var lastTop = trace.Logits.select(1, -1).argmax(-1).cpu().data<long>().ToArray();
         Console.WriteLine($"traced {batch} sequence(s) of {seq} tokens with {ckpt.Directory} ({ckpt.Layout} layout, DeepSeek-V4)");
         Console.WriteLine($"next-token argmax at the last position: {string.Join(", ", lastTop)}");
         Console.WriteLine($"wrote {writer.Count} tensors to {outPath} (the golden reference's names: layer.{{i}}.streams_out, layer.{{i}}.attn.probs, …)");
@@ -143,7 +146,7 @@ public static class TraceCommand
 
     private static void AddFloat(SafetensorsWriter writer, string name, Tensor t)
     {
-        var c = t.detach().to(float32).contiguous();
+        var c = t.detach().to(float32).cpu().contiguous();
         writer.AddFloat32(name, c.shape, c.data<float>().ToArray());
     }
 }

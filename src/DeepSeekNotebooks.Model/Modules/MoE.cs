@@ -80,7 +80,9 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
         long[] counts;
         using (var c = bincount(flatExperts, minlength: _c.NRoutedExperts).cpu()) counts = c.data<long>().ToArray();
         var xs = x.index_select(0, tokenOf);
-        var ws = routing.Weights.flatten().index_select(0, order).unsqueeze(1);
+        // The gate's weights are float32; like the official Gate (`weights.type_as(x)`) they are cast to the compute dtype
+        // (a no-op in float32), so a bf16 model adds bf16 into its bf16 output.
+        var ws = routing.Weights.flatten().index_select(0, order).to(x.dtype).unsqueeze(1);
         var y = zeros_like(x);
         long start = 0;
         for (int e = 0; e < counts.Length; e++)

@@ -160,7 +160,9 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
         else if (mask is not null) scores = scores + mask;
         var probs = scores.softmax(-1);
         if (ctx is not null) probs = ctx.Point(HookPoints.AttnPattern(_layer), probs);
-        var z = probs.matmul(v).transpose(1, 2);                                                       // [b, s, h, dv]
+        // The float32 mask promotes scores and probabilities to float32; like the official code (softmax in float32, then
+        // `.type_as(x)`) they are cast to the compute dtype for the product with v (a no-op in float32).
+        var z = probs.to(v.dtype).matmul(v).transpose(1, 2);                                           // [b, s, h, dv]
         if (ctx is not null) z = ctx.Point(HookPoints.AttnZ(_layer), z);
         var o = z.reshape(b, s, h * _c.VHeadDim);
         return wo.forward(o).MoveToOuterDisposeScope();

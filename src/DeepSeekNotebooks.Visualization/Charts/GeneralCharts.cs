@@ -27,9 +27,9 @@ public static class GeneralCharts
             ("legend", Obj(("title", Title("series")))));
     }
 
-    /// <summary>Grouped bars: categories on x, one bar per named series.</summary>
+    /// <summary>Grouped bars: categories on x, one bar per named series; optional log y axis (quantities spanning decades).</summary>
     public static GenericChart Bars(string title, string xTitle, string yTitle, IReadOnlyList<string> categories,
-        IReadOnlyDictionary<string, IReadOnlyList<double>> series)
+        IReadOnlyDictionary<string, IReadOnlyList<double>> series, bool logY = false)
     {
         if (series.Count == 0) throw new ArgumentException("no series to draw", nameof(series));
         var labels = categories.Select(c => T(c)).ToArray();
@@ -41,7 +41,7 @@ public static class GeneralCharts
         return Chart(traces, title,
             ("barmode", "group"),
             ("xaxis", LabelledAxis(xTitle, categories, tokens: true)),
-            ("yaxis", Axis(yTitle)),
+            ("yaxis", logY ? Axis(yTitle, ("type", "log")) : Axis(yTitle)),
             ("legend", Obj(("title", Title("series")))));
     }
 

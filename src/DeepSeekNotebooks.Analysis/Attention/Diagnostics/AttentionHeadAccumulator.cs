@@ -115,7 +115,7 @@ public sealed class AttentionHeadAccumulator : IDatasetAccumulator, IMergeable<A
             using var scope = NewDisposeScope();
             var p = observation.Trace.AttentionPattern(layer);
             if (p.shape[0] != 1) throw new ArgumentException("the accumulator expects traces of batch 1", nameof(observation));
-            ObservePattern(layer, (int)p.shape[1], observation.Ids, p.contiguous().to(ScalarType.Float32).data<float>().ToArray());
+            ObservePattern(layer, (int)p.shape[1], observation.Ids, p.contiguous().to(ScalarType.Float32).cpu().data<float>().ToArray());
         }
     }
 
