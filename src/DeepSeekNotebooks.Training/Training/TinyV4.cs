@@ -20,7 +20,7 @@ namespace DeepSeekNotebooks.Training.Training;
 public static class TinyV4
 {
     /// <summary>Folder of the trained checkpoint under <c>data/checkpoints</c>.</summary>
-    public const string Name = "deepseek-tiny-v4";
+    public const string Name = BundledModel.V4Name;
 
     /// <summary>The architecture as a DeepSeek-V4 <c>config.json</c> (the form shipped with the official checkpoints), parsed by the kit's loader.</summary>
     public static DeepSeekConfig Config(int vocabSize) => DeepSeekConfig.FromJson(ConfigJson(vocabSize));
