@@ -8,7 +8,7 @@ namespace DeepSeekNotebooks.Reporting.Tests;
 /// block) run with zero error outputs; sections whose analysis does not take V4 yet say so in one line (from the config,
 /// <c>GenerationSupport</c>) instead of failing, and notebook 11's V4 identities hold. Not yet in the list: 01 (its
 /// 256-token traced forward fails inside RunWithCache on V4), 05 (disabling each expert of 3 blocks exceeded the 300 s
-/// cell timeout on the shared machine), 08 (its latency cell runs IG on the checkpoint through hash routing), 09.
+/// cell timeout on the shared machine), 08 and 09 (their latency cells run IG on the checkpoint model, through hash routing, without token ids).
 /// </summary>
 [Collection(NotebookSeriesCollection.Name)]
 [Trait("Category", "Slow")]
