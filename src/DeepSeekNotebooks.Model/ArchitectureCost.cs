@@ -118,8 +118,11 @@ public sealed class ArchitectureCost
                 int layer = LayerOf(t.Name, layout);
                 if (layer >= config.NumHiddenLayers) continue; // MTP module (or beyond): not loaded
                 bytes[DTypeKey(t.DType)] = bytes.GetValueOrDefault(DTypeKey(t.DType)) + t.ByteLength;
-                bool isScale = t.Name.EndsWith("_scale_inv", StringComparison.Ordinal) || t.Name.EndsWith(".scale", StringComparison.Ordinal);
-                if (!isScale) stored += t.ElementCount;
+                // FP8/FP4 scales; not DeepSeek-V4's hyper-connection gains (transformers' model.layers.{i}.attn_hc.scale / ffn_hc.scale).
+                bool isScale = t.Name.EndsWith("_scale_inv", StringComparison.Ordinal)
+                    || (t.Name.EndsWith(".scale", StringComparison.Ordinal) && !t.Name.EndsWith("_hc.scale", StringComparison.Ordinal));
+                // int8 tensors in a DeepSeek checkpoint are DeepSeek-V4's packed FP4 experts: two parameters per byte.
+                if (!isScale) stored += t.DType == SafetensorsDType.I8 ? 2 * t.ElementCount : t.ElementCount;
             }
             return Compute(config, bytes, stored);
         }

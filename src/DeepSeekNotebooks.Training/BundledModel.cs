@@ -18,6 +18,13 @@ public static class BundledModel
     public const string DefaultName = "deepseek-tiny-moe";
 
     /// <summary>
+    /// Folder name of the second bundled model under <c>data/checkpoints</c>: the same corpus and tokenizer, trained by the
+    /// same pipeline with the DeepSeek-V4 architecture (<c>deepseek-notebooks train --architecture v4</c>; see
+    /// <see cref="Training.TinyV4"/>). Load it with <c>Checkpoint(V4Name)</c>.
+    /// </summary>
+    public const string V4Name = "deepseek-tiny-v4";
+
+    /// <summary>
     /// The default checkpoint directory: <c>$DEEPSEEK_CHECKPOINT</c> if set, else <c>data/checkpoints/deepseek-tiny-moe</c>
     /// found by walking up from the current directory and from the application's directory.
     /// </summary>

@@ -115,6 +115,7 @@ public class NotebookSeriesTests : IClassFixture<DefaultSeriesFixture>, IClassFi
         ["08-medical-imaging"] = 12,   // + data randomisation (Adebayo et al. 2018 §4.2)
         ["09-financial-fraud"] = 13,
         ["10-your-own-checkpoint"] = 5,   // expert usage, IG; inspect: parameters, bytes vs 24 GB; stream vs memory peak
+        ["11-generations"] = 12,       // V3 and V4 side by side (GenerationsNotebookTests)
     };
 
     private static IEnumerable<string> NotebookNames() =>
@@ -414,6 +415,9 @@ internal static class StatedValues
             case "09-financial-fraud":
                 FinancialFraudNotebookTests.CheckAnyCheckpoint(o);
                 break;
+            case GenerationsNotebookTests.Name:
+                GenerationsNotebookTests.CheckAnyCheckpoint(o);
+                break;
             case "10-your-own-checkpoint":
                 Assert.InRange(o.Value("golden_logits_max_error"), 0, 1e-4);   // README: logits, hidden states, attention within 1e-4
                 Assert.InRange(o.Value("golden_hidden_max_error"), 0, 1e-4);
@@ -467,6 +471,9 @@ internal static class StatedValues
                 break;
             case "09-financial-fraud":
                 FinancialFraudNotebookTests.CheckPlantedTruth(o);
+                break;
+            case GenerationsNotebookTests.Name:
+                GenerationsNotebookTests.CheckAnyCheckpoint(o);
                 break;
             case "10-your-own-checkpoint":
                 Assert.InRange(o.Value("ig_relative_delta"), 0, 0.05);

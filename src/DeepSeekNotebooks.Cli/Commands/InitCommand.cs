@@ -24,10 +24,10 @@ public static class InitCommand
         };
         var dtype = new Option<string>("--dtype")
         {
-            Description = "bf16 (default), f32, or fp8 (projection weights FP8 E4M3 with 128x128 weight_scale_inv blocks, the rest bf16, as DeepSeek-V3).",
+            Description = "bf16 (default), f32, or fp8 (projection weights FP8 E4M3 with 128x128 weight_scale_inv blocks, the rest bf16, as DeepSeek-V3; for DeepSeek-V4 as its release: ue8m0 block scales and routed experts packed FP4 with a ue8m0 scale per 32 inputs).",
             DefaultValueFactory = _ => "bf16",
         };
-        var layers = new Option<int?>("--layers") { Description = "Keep the first N layers (num_hidden_layers = N; first_k_dense_replace kept)." };
+        var layers = new Option<int?>("--layers") { Description = "Keep the first N layers (num_hidden_layers = N; first_k_dense_replace kept; DeepSeek-V4: compress_ratios/layer_types cut to N, MTP entries kept, num_hash_layers at most N)." };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the random weights (same seed: identical files). Default 0." };
         var command = new Command("init", "Write a random-weight checkpoint of a configuration's exact architecture (HF layout, sharded).")
         {

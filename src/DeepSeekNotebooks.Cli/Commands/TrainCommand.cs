@@ -23,8 +23,9 @@ public static class TrainCommand
         var regenerate = new Option<bool>("--regenerate-corpus") { Description = "Regenerate the corpus and retrain the tokenizer even if they exist." };
         var corpusSeed = new Option<int>("--corpus-seed") { Description = "Seed of the corpus generator.", DefaultValueFactory = _ => 1234 };
         var vocabSize = new Option<int>("--vocab-size") { Description = "Tokenizer vocabulary size when (re)training it.", DefaultValueFactory = _ => TrainingData.DefaultVocabSize };
-        var workDir = new Option<DirectoryInfo?>("--work-dir") { Description = "Working directory for resumable state, per-stage checkpoints, telemetry and TensorBoard files. Default: artifacts/train/deepseek-tiny-moe. Re-running with the same directory resumes." };
-        var outDir = new Option<DirectoryInfo?>("--out") { Description = "Final checkpoint directory. Default: data/checkpoints/deepseek-tiny-moe." };
+        var workDir = new Option<DirectoryInfo?>("--work-dir") { Description = "Working directory for resumable state, per-stage checkpoints, telemetry and TensorBoard files. Default: artifacts/train/<model name> (deepseek-tiny-moe, or deepseek-tiny-v4 with --architecture v4). Re-running with the same directory resumes." };
+        var outDir = new Option<DirectoryInfo?>("--out") { Description = "Final checkpoint directory. Default: data/checkpoints/deepseek-tiny-moe (v3) or data/checkpoints/deepseek-tiny-v4 (v4)." };
+        var architecture = new Option<string>("--architecture") { Description = "Architecture to train: v3 (the default bundled model, DeepSeek-V3 MLA + MoE) or v4 (DeepSeek-V4: sliding window / CSA / HCA attention, 4 hyper-connection streams, one hash-routed layer; see TinyV4).", DefaultValueFactory = _ => "v3" };
         var seed = new Option<long>("--seed") { Description = "Seed of the model initialisation; stage sampling seeds default to seed+1..3.", DefaultValueFactory = _ => 1234 };
         var threads = new Option<int>("--threads") { Description = "Torch intra-op threads (results are reproducible for a fixed seed and thread count). Default 1: on the shared 2-core machine 2 threads were several times slower.", DefaultValueFactory = _ => 1 };
         var gamma = new Option<double>("--bias-update-speed") { Description = "Auxiliary-loss-free bias update speed gamma.", DefaultValueFactory = _ => 0.001 };
@@ -33,16 +34,16 @@ public static class TrainCommand
         var ckptEvery = new Option<int>("--checkpoint-every") { Description = "Write resumable state every N steps.", DefaultValueFactory = _ => 50 };
         var evalEvery = new Option<int>("--eval-every") { Description = "Validation loss every N steps.", DefaultValueFactory = _ => 50 };
         var noTb = new Option<bool>("--no-tensorboard") { Description = "Do not write TensorBoard event files." };
-        var command = new Command("train", "Train the bundled tiny DeepSeek-V3 MoE in three stages (base, domain, instruct) with full telemetry; resumable.")
+        var command = new Command("train", "Train a bundled tiny DeepSeek MoE (V3 by default, V4 with --architecture v4) in three stages (base, domain, instruct) with full telemetry; resumable.")
         {
-            corpusDir, regenerate, corpusSeed, vocabSize, workDir, outDir, seed, threads, gamma, balance, alpha, ckptEvery, evalEvery, noTb,
+            corpusDir, regenerate, corpusSeed, vocabSize, architecture, workDir, outDir, seed, threads, gamma, balance, alpha, ckptEvery, evalEvery, noTb,
         };
         var defaults = TrainingOptions.DefaultStages();
         var flags = new Dictionary<string, StageFlags>();
         foreach (var s in defaults)
         {
             var f = new StageFlags(
-                new Option<int?>($"--{s.Name}-steps") { Description = $"Stage {s.Name}: optimizer steps (default {s.Steps})." },
+                new Option<int?>($"--{s.Name}-steps") { Description = $"Stage {s.Name}: optimizer steps (default {s.Steps}; with --architecture v4 {TinyV4.Stages().First(v => v.Name == s.Name).Steps})." },
                 new Option<int?>($"--{s.Name}-batch-size") { Description = $"Stage {s.Name}: sequences per batch (default {s.BatchSize})." },
                 new Option<int?>($"--{s.Name}-seq-len") { Description = $"Stage {s.Name}: tokens per sequence (default {s.SequenceLength})." },
                 new Option<double?>($"--{s.Name}-lr") { Description = $"Stage {s.Name}: peak learning rate (default {s.LearningRate})." },
@@ -57,7 +58,14 @@ public static class TrainCommand
         {
             var root = RepoRoot();
             long s = parse.GetValue(seed);
-            var stages = TrainingOptions.DefaultStages(s).Select(st =>
+            var arch = parse.GetValue(architecture) switch
+            {
+                "v3" => Architecture.V3,
+                "v4" => Architecture.V4,
+                var other => throw new UsageException($"--architecture must be v3 or v4, got '{other}'"),
+            };
+            var recipe = arch == Architecture.V4 ? TinyV4.Stages(s) : TrainingOptions.DefaultStages(s);
+            var stages = recipe.Select(st =>
             {
                 var f = flags[st.Name];
                 int steps = parse.GetValue(f.Steps) ?? st.Steps;
@@ -79,21 +87,25 @@ public static class TrainCommand
                 "none" => BalanceLossKind.None,
                 var other => throw new UsageException($"--balance-loss must be sequence, expert or none, got '{other}'"),
             };
+            var name = arch == Architecture.V4 ? TinyV4.Name : BundledModel.DefaultName;
             return Run(new Settings(
                 parse.GetValue(corpusDir)?.FullName ?? Path.Combine(root, "data", "corpus"),
                 parse.GetValue(regenerate), parse.GetValue(corpusSeed), parse.GetValue(vocabSize),
-                parse.GetValue(workDir)?.FullName ?? Path.Combine(root, "artifacts", "train", "deepseek-tiny-moe"),
-                parse.GetValue(outDir)?.FullName ?? Path.Combine(root, "data", "checkpoints", "deepseek-tiny-moe"),
+                parse.GetValue(workDir)?.FullName ?? Path.Combine(root, "artifacts", "train", name),
+                parse.GetValue(outDir)?.FullName ?? Path.Combine(root, "data", "checkpoints", name),
                 s, parse.GetValue(threads), parse.GetValue(gamma), kind, parse.GetValue(alpha), parse.GetValue(ckptEvery),
                 parse.GetValue(evalEvery), !parse.GetValue(noTb), stages,
-                "deepseek-notebooks " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1))));
+                "deepseek-notebooks " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1)), arch));
         }));
         return command;
     }
 
     internal sealed record Settings(string CorpusDir, bool Regenerate, int CorpusSeed, int VocabSize, string WorkDir, string OutDir, long Seed,
         int Threads, double Gamma, BalanceLossKind BalanceLoss, double Alpha, int CheckpointEvery, int EvalEvery, bool TensorBoard,
-        IReadOnlyList<StageOptions> Stages, string CommandLine);
+        IReadOnlyList<StageOptions> Stages, string CommandLine, Architecture Architecture = Architecture.V3);
+
+    /// <summary>Which bundled architecture <c>train</c> builds.</summary>
+    internal enum Architecture { V3, V4 }
 
     internal static int Run(Settings s)
     {
@@ -118,7 +130,8 @@ public static class TrainCommand
         using (var tok = DeepSeekTokenizer.FromFile(tokenizerPath)) vocabSize = tok.VocabularySize;
         var options = new TrainingOptions
         {
-            Model = TrainingOptions.TinyMoeConfig(vocabSize), Stages = s.Stages, Seed = s.Seed, Threads = s.Threads, BiasUpdateSpeed = s.Gamma,
+            Model = s.Architecture == Architecture.V4 ? TinyV4.Config(vocabSize) : TrainingOptions.TinyMoeConfig(vocabSize),
+            ModelName = s.Architecture == Architecture.V4 ? TinyV4.Name : BundledModel.DefaultName, Stages = s.Stages, Seed = s.Seed, Threads = s.Threads, BiasUpdateSpeed = s.Gamma,
             BalanceLoss = s.BalanceLoss, BalanceAlpha = s.Alpha, CheckpointEvery = s.CheckpointEvery, EvalEvery = s.EvalEvery, TensorBoard = s.TensorBoard,
         };
         var metadata = new Dictionary<string, string>

@@ -13,7 +13,10 @@ public sealed record RandomCheckpointOptions
     /// Storage dtype: <see cref="SafetensorsDType.F32"/>, <see cref="SafetensorsDType.BF16"/> (the default, as DeepSeek
     /// releases), or <see cref="SafetensorsDType.F8_E4M3"/> (projection weights in FP8 with a float32
     /// <c>weight_scale_inv</c> per 128×128 block, everything else bf16, as DeepSeek-V3's release). The router's
-    /// <c>e_score_correction_bias</c> is float32 in every case.
+    /// <c>e_score_correction_bias</c> is float32 in every case. For DeepSeek-V4, as its release: FP8 projections get a
+    /// power-of-two ue8m0 (<c>F8_E8M0</c>) scale per 128×128 block and routed experts are packed FP4 (e2m1 pairs in int8,
+    /// one ue8m0 scale per 32 inputs; <c>expert_dtype: fp4</c>); hyper-connection parameters, sinks and compressor position
+    /// biases stay float32 and the hash tables <c>tid2eid</c> int32 in every dtype.
     /// </summary>
     public SafetensorsDType DType { get; init; } = SafetensorsDType.BF16;
     /// <summary>Keep only the first N blocks (the dense/MoE schedule of those blocks is unchanged); null keeps all.</summary>
@@ -34,14 +37,17 @@ public sealed record RandomCheckpointOptions
 public sealed record RandomCheckpointResult(string Directory, IReadOnlyList<string> Shards, int Tensors, long TotalBytes);
 
 /// <summary>
-/// Writes a random-weight checkpoint of a configuration's exact architecture in the Hugging Face layout: the real tensor
+/// Writes a random-weight checkpoint of a configuration's exact architecture (DeepSeek-V2/V3/V3.2/V4) in the Hugging Face layout: the real tensor
 /// names and shapes (from the same table <see cref="ArchitectureCost"/> counts and <see cref="Checkpoint.Load"/> matches),
 /// sharded <c>model-0000k-of-0000n.safetensors</c> files plus <c>model.safetensors.index.json</c>, and the
 /// <c>config.json</c>. For trying a pipeline, a benchmark or a test at real widths without downloading a checkpoint.
 /// </summary>
 /// <remarks>
 /// Values follow Hugging Face's <c>_init_weights</c>: normal(0, <c>initializer_range</c>, 0.02 when absent) for every
-/// matrix, 1 for RMSNorm weights, 0 for the router's selection bias. Each tensor has its own generator seeded from the
+/// matrix, 1 for RMSNorm weights, 0 for the router's selection bias; for DeepSeek-V4 as <see cref="DeepSeekModel.Create"/>:
+/// 1 for the hyper-connection scales (<c>hc_*_scale</c>), 0 for their bases, the sinks and the compressors' position
+/// biases, and hash tables <c>tid2eid</c> [vocab, k] of k distinct expert ids per token drawn from the seed (the official
+/// table is a fixed hash of the token id; any valid table routes the same way). Each tensor has its own generator seeded from the
 /// seed and the tensor's name, and is generated and written in bands of rows, so memory stays a few megabytes whatever
 /// the model's size. Everything is written into a temporary directory beside the target and moved into place at the end;
 /// on failure nothing is left behind.
@@ -120,6 +126,19 @@ public static class RandomCheckpoint
         }
     }
 
+    /// <summary>
+    /// What <see cref="Write"/> would write for these options, without writing: the output config.json and every tensor's
+    /// name, dtype, shape and byte length (FP8/FP4 scales included). For checking a checkpoint too large to write.
+    /// </summary>
+    internal static (string ConfigJson, IReadOnlyList<(string Name, SafetensorsDType DType, long[] Shape, long Bytes)> Tensors) PlanOnly(
+        string configPath, RandomCheckpointOptions? options = null)
+    {
+        options ??= new RandomCheckpointOptions();
+        var (configJson, initStd) = PrepareConfig(configPath, options);
+        var units = Plan(DeepSeekConfig.FromJson(configJson), options.DType, initStd, options.Seed);
+        return (configJson, units.SelectMany(u => u.Tensors).Select(t => (t.Name, t.DType, t.Shape, t.Bytes)).ToList());
+    }
+
     /// <summary>The output config.json text (source fields kept; num_hidden_layers, torch_dtype and quantization_config set) and the init std.</summary>
     private static (string Json, float Std) PrepareConfig(string configPath, RandomCheckpointOptions options)
     {
@@ -140,23 +159,52 @@ public static class RandomCheckpoint
             catch (ConfigException e) { throw new ConfigException(e.Field, e.Problem, configPath); }
         }
         int layers = o["num_hidden_layers"]!.GetValue<int>();
+        bool v4 = DeepSeekConfig.FromJson(o.ToJsonString()) is { CompressedAttention: not null } or { HyperConnections: not null };
         if (options.Layers is { } n)
         {
             if (n < 1 || n > layers)
                 throw new ArgumentException($"--layers must be between 1 and the configuration's num_hidden_layers ({layers}), got {n}", nameof(options));
             o["num_hidden_layers"] = n;
+            if (v4) TruncateV4Layers(o, layers, n);
         }
         float std = 0.02f;
         if (o["initializer_range"] is JsonValue r && r.TryGetValue<double>(out var range) && range > 0) std = (float)range;
         o["torch_dtype"] = options.DType == SafetensorsDType.F32 ? "float32" : "bfloat16";
         if (options.DType == SafetensorsDType.F8_E4M3)
+        {
             o["quantization_config"] = new JsonObject
             {
                 ["activation_scheme"] = "dynamic", ["fmt"] = "e4m3", ["quant_method"] = "fp8",
                 ["weight_block_size"] = new JsonArray(Block, Block),
             };
-        else o.Remove("quantization_config");
+            if (v4)
+            {
+                ((JsonObject)o["quantization_config"]!)["scale_fmt"] = "ue8m0";   // V4 ships float8_e8m0fnu scales
+                o["expert_dtype"] = "fp4";
+            }
+        }
+        else
+        {
+            o.Remove("quantization_config");
+            o.Remove("expert_dtype");
+        }
         return (o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n", std);
+    }
+
+    /// <summary>
+    /// The per-layer lists of a DeepSeek-V4 config.json cut to the first <paramref name="n"/> layers: <c>compress_ratios</c>
+    /// keeps its MTP entries at the end, <c>layer_types</c>/<c>mlp_layer_types</c> their first n, <c>num_hash_layers</c> at most n.
+    /// </summary>
+    private static void TruncateV4Layers(JsonObject o, int layers, int n)
+    {
+        if (o["compress_ratios"] is JsonArray cr)
+        {
+            var items = cr.Select(x => x?.DeepClone()).ToList();
+            o["compress_ratios"] = new JsonArray(items.Take(n).Concat(items.Skip(layers)).ToArray());
+        }
+        foreach (var key in new[] { "layer_types", "mlp_layer_types" })
+            if (o[key] is JsonArray arr) o[key] = new JsonArray(arr.Take(n).Select(x => x?.DeepClone()).ToArray());
+        if (o["num_hash_layers"] is JsonValue h && h.TryGetValue<int>(out var hashes) && hashes > n) o["num_hash_layers"] = n;
     }
 
     /// <summary>One tensor to write: its file name, dtype, shape, byte length and a callback that streams its bytes.</summary>
@@ -168,26 +216,54 @@ public static class RandomCheckpoint
         public long Bytes => Tensors.Sum(t => t.Bytes);
     }
 
+    private static readonly System.Text.RegularExpressions.Regex RoutedExpertWeight =
+        new(@"\.ffn\.experts\.\d+\.(w1|w2|w3)\.weight$", System.Text.RegularExpressions.RegexOptions.Compiled);
+
     private static List<Unit> Plan(DeepSeekConfig config, SafetensorsDType dtype, float std, ulong seed)
     {
-        if (config.CompressedAttention is not null || config.HyperConnections is not null)
-            throw new ConfigException("model_type", "init writes DeepSeek-V2/V3/V3.2 checkpoints; a DeepSeek-V4 random checkpoint (hash tables, streams, packed FP4 experts) is not supported yet: use DeepSeekModel.Create and Checkpoint.Save");
+        bool v4 = config.CompressedAttention is not null || config.HyperConnections is not null;
         var units = new List<Unit>();
         foreach (var (name, shape, _) in ArchitectureCost.ParameterShapes(config))
         {
-            var hf = WeightNames.ToHuggingFace(name);
-            var fill = name.EndsWith("norm.weight", StringComparison.Ordinal) ? Fill.Ones
-                : name.EndsWith(".gate.bias", StringComparison.Ordinal) ? Fill.Zeros : Fill.Normal;
+            var hf = WeightNames.ToHuggingFace(name, v4);
+            if (name.EndsWith(".gate.tid2eid", StringComparison.Ordinal))
+            {
+                long[] tableShape = shape;
+                units.Add(new Unit([new PlannedTensor(hf, SafetensorsDType.I32, tableShape, 4 * shape[0] * shape[1],
+                    s => WriteHashTable(TensorSeed(seed, hf), shape[0], (int)shape[1], config.NRoutedExperts, s))]));
+                continue;
+            }
+            bool v4Float32 = v4 && (name.Contains("hc_", StringComparison.Ordinal) || name.EndsWith("attn_sink", StringComparison.Ordinal)
+                                    || name.EndsWith(".ape", StringComparison.Ordinal));
+            var fill = name.EndsWith("norm.weight", StringComparison.Ordinal) || (v4 && name.EndsWith("_scale", StringComparison.Ordinal)) ? Fill.Ones
+                : name.EndsWith(".gate.bias", StringComparison.Ordinal) ? Fill.Zeros
+                : v4 && (name.EndsWith("_base", StringComparison.Ordinal) || name.EndsWith("attn_sink", StringComparison.Ordinal) || name.EndsWith(".ape", StringComparison.Ordinal)) ? Fill.Zeros
+                : Fill.Normal;
             var gen = new Values(fill, std, TensorSeed(seed, hf), shape);
             long n = gen.Rows * gen.Columns;
-            if (name.EndsWith(".gate.bias", StringComparison.Ordinal) || dtype == SafetensorsDType.F32)
+            if (name.EndsWith(".gate.bias", StringComparison.Ordinal) || v4Float32 || dtype == SafetensorsDType.F32)
                 units.Add(new Unit([new PlannedTensor(hf, SafetensorsDType.F32, shape, 4 * n, s => WriteF32(gen, s))]));
+            else if (dtype == SafetensorsDType.F8_E4M3 && v4 && RoutedExpertWeight.IsMatch(name))
+            {
+                if (shape[1] % Fp4Block != 0)
+                    throw new ArgumentException(
+                        $"--dtype fp8 packs DeepSeek-V4's routed experts in FP4 with one scale per {Fp4Block} inputs, but {hf} has {shape[1]} inputs " +
+                        $"(hidden_size {config.HiddenSize}, moe_intermediate_size {config.MoeIntermediateSize} must be multiples of {Fp4Block}); use --dtype bf16 or f32", nameof(dtype));
+                long[] packedShape = [shape[0], shape[1] / 2], scaleShape = [shape[0], shape[1] / Fp4Block];
+                units.Add(new Unit([
+                    new PlannedTensor(hf, SafetensorsDType.I8, packedShape, n / 2, s => WriteFp4(gen, s, weights: true)),
+                    new PlannedTensor(hf + "_scale_inv", SafetensorsDType.F8_E8M0, scaleShape, n / Fp4Block, s => WriteFp4(gen, s, weights: false)),
+                ]));
+            }
             else if (dtype == SafetensorsDType.F8_E4M3 && ArchitectureCost.IsProjectionWeight(name) && shape.Length == 2)
             {
                 long[] scaleShape = [CeilDiv(shape[0], Block), CeilDiv(shape[1], Block)];
+                long blocks = scaleShape[0] * scaleShape[1];
                 units.Add(new Unit([
-                    new PlannedTensor(hf, SafetensorsDType.F8_E4M3, shape, n, s => WriteFp8(gen, s, weights: true)),
-                    new PlannedTensor(hf + "_scale_inv", SafetensorsDType.F32, scaleShape, 4 * scaleShape[0] * scaleShape[1], s => WriteFp8(gen, s, weights: false)),
+                    new PlannedTensor(hf, SafetensorsDType.F8_E4M3, shape, n, s => WriteFp8(gen, s, weights: true, ue8m0: v4)),
+                    v4
+                        ? new PlannedTensor(hf + "_scale_inv", SafetensorsDType.F8_E8M0, scaleShape, blocks, s => WriteFp8(gen, s, weights: false, ue8m0: true))
+                        : new PlannedTensor(hf + "_scale_inv", SafetensorsDType.F32, scaleShape, 4 * blocks, s => WriteFp8(gen, s, weights: false, ue8m0: false)),
                 ]));
             }
             else units.Add(new Unit([new PlannedTensor(hf, SafetensorsDType.BF16, shape, 2 * n, s => WriteBf16(gen, s))]));
@@ -271,7 +347,7 @@ public static class RandomCheckpoint
     /// w ≈ q · scale_inv (DeepSeek's <c>weight_dequant</c>). Writes the FP8 weights or, with <paramref name="weights"/>
     /// false, the [ceil(rows/128), ceil(columns/128)] float32 scales; both come from the same bands of values.
     /// </summary>
-    private static void WriteFp8(Values v, Stream s, bool weights)
+    private static void WriteFp8(Values v, Stream s, bool weights, bool ue8m0)
     {
         long cols = v.Columns;
         int colBlocks = (int)CeilDiv(cols, Block);
@@ -287,9 +363,16 @@ public static class RandomCheckpoint
                     float a = Math.Abs(buf[r * cols + c]);
                     if (a > scales[c / Block]) scales[c / Block] = a;
                 }
-            for (int b = 0; b < colBlocks; b++) scales[b] = scales[b] > 0 ? scales[b] / E4M3Max : 1f;
+            for (int b = 0; b < colBlocks; b++)
+                scales[b] = ue8m0 ? PowerOfTwoAtLeast(Math.Max(scales[b], 1e-4f) / E4M3Max) : scales[b] > 0 ? scales[b] / E4M3Max : 1f;
             if (!weights)
             {
+                if (ue8m0)
+                {
+                    for (int b = 0; b < colBlocks; b++) outBytes[b] = E8M0Of(scales[b]);
+                    s.Write(outBytes, 0, colBlocks);
+                    return;
+                }
                 for (int b = 0; b < colBlocks; b++) BinaryPrimitives.WriteSingleLittleEndian(outBytes.AsSpan(4 * b), scales[b]);
                 s.Write(outBytes, 0, 4 * colBlocks);
                 return;
@@ -297,6 +380,95 @@ public static class RandomCheckpoint
             for (int i = 0; i < n; i++) outBytes[i] = ToE4M3(buf[i] / scales[(i % cols) / Block]);
             s.Write(outBytes, 0, n);
         });
+    }
+
+    private const int Fp4Block = 32;
+    private const float E2M1Max = 6f;
+
+    /// <summary>The smallest power of two ≥ <paramref name="x"/> (x a positive normal float): 2^ceil(log2 x), the ue8m0 scale rule.</summary>
+    private static float PowerOfTwoAtLeast(float x)
+    {
+        int e = Math.ILogB(x);
+        float p = MathF.ScaleB(1f, e);
+        return p >= x ? p : MathF.ScaleB(1f, e + 1);
+    }
+
+    /// <summary>E8M0 bits of a power of two: its exponent + 127.</summary>
+    private static byte E8M0Of(float powerOfTwo) => (byte)(Math.ILogB(powerOfTwo) + 127);
+
+    /// <summary>
+    /// DeepSeek-V4's FP4 experts: per row and block of 32 inputs s = 2^ceil(log2(amax / 6)) (ue8m0), code = e2m1 nearest to
+    /// w / s (ties to even), two codes per byte, the even input in the low nibble (the layout <c>inference/convert.py</c> reads).
+    /// Writes the packed int8 [rows, cols/2] or, with <paramref name="weights"/> false, the ue8m0 scales [rows, cols/32].
+    /// </summary>
+    private static void WriteFp4(Values v, Stream s, bool weights)
+    {
+        long cols = v.Columns;
+        int blocksPerRow = (int)(cols / Fp4Block);
+        v.ForEachBand(long.MaxValue, (buf, n) =>
+        {
+            int rows = (int)(n / cols);
+            var outBytes = ArrayPool<byte>.Shared.Rent(weights ? n / 2 : rows * blocksPerRow);
+            try
+            {
+                if (weights) Array.Clear(outBytes, 0, n / 2);
+                for (int r = 0; r < rows; r++)
+                    for (int b = 0; b < blocksPerRow; b++)
+                    {
+                        long start = r * cols + (long)b * Fp4Block;
+                        float amax = 0;
+                        for (int i = 0; i < Fp4Block; i++) amax = Math.Max(amax, Math.Abs(buf[start + i]));
+                        float scale = PowerOfTwoAtLeast(Math.Max(amax, E2M1Max * MathF.ScaleB(1f, -126)) / E2M1Max);
+                        if (!weights) { outBytes[r * blocksPerRow + b] = E8M0Of(scale); continue; }
+                        for (int i = 0; i < Fp4Block; i++)
+                        {
+                            long k = start + i;
+                            byte code = ToE2M1(buf[k] / scale);
+                            outBytes[k / 2] |= (byte)(k % 2 == 0 ? code : code << 4);
+                        }
+                    }
+                s.Write(outBytes, 0, weights ? n / 2 : rows * blocksPerRow);
+            }
+            finally { ArrayPool<byte>.Shared.Return(outBytes); }
+        });
+    }
+
+    /// <summary>Non-negative e2m1 values by code 0 … 7 (bit 3 is the sign).</summary>
+    private static readonly float[] E2M1Positive = { 0f, 0.5f, 1f, 1.5f, 2f, 3f, 4f, 6f };
+
+    /// <summary>float32 → FP4 e2m1 code (nibble), round to nearest (ties to the even code), saturating at ±6.</summary>
+    internal static byte ToE2M1(float value)
+    {
+        byte sign = value < 0 ? (byte)0x8 : (byte)0;
+        float a = Math.Min(Math.Abs(value), E2M1Max);
+        int i = Array.BinarySearch(E2M1Positive, a);
+        if (i < 0)
+        {
+            int hi = ~i, lo = hi - 1;
+            float dLo = a - E2M1Positive[lo], dHi = E2M1Positive[hi] - a;
+            i = dLo < dHi ? lo : dHi < dLo ? hi : (lo % 2 == 0 ? lo : hi);
+        }
+        return (byte)(sign | i);
+    }
+
+    /// <summary>A hash table [vocab, k] as int32: per token, k distinct expert ids (a seeded partial Fisher–Yates shuffle of 0 … E−1).</summary>
+    private static void WriteHashTable(ulong seed, long vocab, int k, int experts, Stream s)
+    {
+        if (k > experts) throw new ArgumentException($"num_experts_per_tok ({k}) exceeds n_routed_experts ({experts}): a hash table cannot pick that many distinct experts");
+        var rng = new Normal(seed);
+        var perm = new int[experts];
+        var row = new byte[4 * k];
+        for (long t = 0; t < vocab; t++)
+        {
+            for (int e = 0; e < experts; e++) perm[e] = e;
+            for (int j = 0; j < k; j++)
+            {
+                int pick = j + (int)(rng.NextBits() % (ulong)(experts - j));
+                (perm[j], perm[pick]) = (perm[pick], perm[j]);
+                BinaryPrimitives.WriteInt32LittleEndian(row.AsSpan(4 * j), perm[j]);
+            }
+            s.Write(row, 0, row.Length);
+        }
     }
 
     /// <summary>float32 → bfloat16 bits, round to nearest even (as <c>torch.Tensor.to(torch.bfloat16)</c>).</summary>
@@ -354,7 +526,7 @@ public static class RandomCheckpoint
             _s0 = SplitMix(seed); _s1 = SplitMix(_s0); _s2 = SplitMix(_s1); _s3 = SplitMix(_s2);
         }
 
-        private ulong NextBits()
+        public ulong NextBits()
         {
             ulong result = BitOperations.RotateLeft(_s1 * 5, 7) * 9, t = _s1 << 17;
             _s2 ^= _s0; _s3 ^= _s1; _s1 ^= _s2; _s0 ^= _s3; _s2 ^= t; _s3 = BitOperations.RotateLeft(_s3, 45);

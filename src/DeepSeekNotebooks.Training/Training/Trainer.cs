@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using DeepSeekNotebooks.Model;
+using DeepSeekNotebooks.Model.Modules;
 using DeepSeekNotebooks.Model.Checkpoints;
 using DeepSeekNotebooks.Model.Native;
 using DeepSeekNotebooks.Model.Tokenization;
@@ -83,6 +84,9 @@ public static class Trainer
         Directory.CreateDirectory(run.WorkDirectory);
         var telemetryDir = Path.Combine(run.WorkDirectory, "telemetry");
         using var model = DeepSeekModel.Create(o.Model, o.Seed);
+        // Plain float: the official V4 FP8/FP4 activation rounding (QAT simulation) rounds with round(), whose gradient is
+        // zero, so training through it would freeze what feeds the rounded activations. No effect on V2/V3 models.
+        model.Quantisation = QuantisationSimulation.Off;
         model.train();
         var state = LoadState(run.WorkDirectory, model, o, out var optimizerPath);
         int stageIndex = state.StageIndex, stageStep = state.StageStep, globalStep = state.GlobalStep;
@@ -138,6 +142,8 @@ public static class Trainer
                         int l = block.Layer;
                         var scores = trace.RouterScores(l);
                         var idx = trace.ExpertIndices(l);
+                        // A hash-routed layer (DeepSeek-V4 tid2eid) picks experts by token id: no balance loss can move its load.
+                        if (o.Model.IsHashLayer(l)) { loads[l] = LoadBalancing.ExpertLoad(idx, o.Model.NRoutedExperts); continue; }
                         if (o.BalanceLoss == BalanceLossKind.SequenceWise) bal = bal + LoadBalancing.SequenceWiseLoss(scores, idx, batch.BatchSize, o.BalanceAlpha);
                         else if (o.BalanceLoss == BalanceLossKind.ExpertLevel) bal = bal + LoadBalancing.ExpertLevelLoss(scores, idx, o.BalanceAlpha);
                         loads[l] = LoadBalancing.ExpertLoad(idx, o.Model.NRoutedExperts);
@@ -228,6 +234,8 @@ public static class Trainer
         if (name.Contains(".ffn.experts.", StringComparison.Ordinal)) return "routed_experts";
         if (name.Contains(".ffn.shared_experts.", StringComparison.Ordinal)) return "shared_experts";
         if (name.Contains("norm", StringComparison.Ordinal)) return "norms";
+        // DeepSeek-V4 hyper-connection mixing (layers.i.hc_attn_*, hc_ffn_*, hc_head_*): gains and mixing of the streams, with the norms.
+        if (name.StartsWith("hc_", StringComparison.Ordinal) || name.Contains(".hc_", StringComparison.Ordinal)) return "norms";
         if (name.Contains(".attn.", StringComparison.Ordinal)) return "attention";
         if (name.Contains(".ffn.", StringComparison.Ordinal)) return "dense_mlp";
         return "norms";
@@ -242,7 +250,8 @@ public static class Trainer
             metadata: new Dictionary<string, string> { ["trained_by"] = "DeepSeekNotebooks.Training", ["global_step"] = globalStep.ToString(CultureInfo.InvariantCulture) });
         var training = new JsonObject
         {
-            ["model"] = "deepseek-tiny-moe",
+            ["model"] = o.ModelName,
+            ["quantisation_during_training"] = "off",
             ["seed"] = o.Seed,
             ["threads"] = o.Threads,
             ["global_steps"] = globalStep,
@@ -279,10 +288,10 @@ public static class Trainer
         | lr | learning rate used (linear warmup, cosine decay) |
         | loss | lm_loss + balance_loss (what was back-propagated) |
         | lm_loss | masked next-token cross-entropy (nats/token) on the step's batch |
-        | balance_loss | DeepSeek-V3 sequence-wise balance loss summed over MoE layers (times alpha) |
+        | balance_loss | DeepSeek-V3 sequence-wise balance loss summed over MoE layers (times alpha); hash-routed layers (tid2eid) have none |
         | val_loss, val_loss_{domain} | validation cross-entropy (mean over domains, and per domain); empty when not evaluated at this step |
         | grad_norm | global L2 gradient norm before clipping |
-        | grad_norm_{group} | L2 norm of the gradients of: embeddings, attention, router, routed_experts, shared_experts, dense_mlp, norms, head |
+        | grad_norm_{group} | L2 norm of the gradients of: embeddings, attention, router, routed_experts, shared_experts, dense_mlp, norms (with DeepSeek-V4's hyper-connection mixing parameters), head |
         | tokens_per_s | batch tokens / step wall time |
         | elapsed_s | training wall time so far (excluding final evaluation) |
         | maxvio_L{L} | (max load - mean load) / mean load of MoE layer L on the step's batch |

@@ -79,6 +79,8 @@ public sealed record TrainingOptions
     public int Threads { get; init; } = 1;
     /// <summary>Write TensorBoard event files (besides CSV/JSONL).</summary>
     public bool TensorBoard { get; init; } = true;
+    /// <summary>Name recorded as <c>model</c> in training.json (the bundled folder name: <c>deepseek-tiny-moe</c>, <c>deepseek-tiny-v4</c>).</summary>
+    public string ModelName { get; init; } = BundledModel.DefaultName;
 
     /// <summary>Checks every hyperparameter and the model configuration before anything is trained.</summary>
     public void Validate()
@@ -97,6 +99,7 @@ public sealed record TrainingOptions
         if (EvalEvery < 1) throw new TrainingOptionsException($"eval interval must be >= 1, got {EvalEvery}");
         if (EvalWindows < 1) throw new TrainingOptionsException($"eval windows must be >= 1, got {EvalWindows}");
         if (Threads < 1) throw new TrainingOptionsException($"threads must be >= 1, got {Threads}");
+        if (string.IsNullOrWhiteSpace(ModelName)) throw new TrainingOptionsException("model name must not be empty");
     }
 
     /// <summary>The bundled model's architecture: DeepSeek-V3 at a tiny size (≈ 2.6 M parameters, ≈ 10 MB float32).</summary>
