@@ -54,8 +54,8 @@ public sealed record TraceSnapshot
     /// As <see cref="FromTrace(ModelTrace, long[], IReadOnlyList{string}?, int)"/> for any generation: the attention is
     /// <see cref="TokenAttention.FromTrace"/>'s token-to-token matrices [query, key token] (MLA and V3.2: <c>attn.pattern</c>
     /// as is; DeepSeek-V4: window plus compressed entries mapped back to the tokens they pool, rows summing to 1 − sink
-    /// share; docs/generations-analyses.md). <paramref name="model"/> must be the traced model and the trace must hold
-    /// <see cref="TokenAttention.TraceNames"/>, routing and logits.
+    /// share; docs/generations-analyses.md). <paramref name="model"/> must be the traced model; a trace without
+    /// <see cref="TokenAttention.TraceNames"/> costs one more forward of <paramref name="tokenIds"/>. The trace must hold routing and logits.
     /// </summary>
     /// <exception cref="ArgumentException">Token strings or ids that do not match the trace, or a trace lacking a needed point.</exception>
     public static TraceSnapshot FromTrace(DeepSeekNotebooks.Model.DeepSeekModel model, ModelTrace trace, long[] tokenIds, IReadOnlyList<string>? tokens = null, int batchIndex = 0)
@@ -66,7 +66,9 @@ public sealed record TraceSnapshot
         int seq = tokenIds.Length;
         if (tokens is not null && tokens.Count != seq)
             throw new ArgumentException($"got {tokens.Count} token strings for {seq} token ids", nameof(tokens));
-        var layers = TokenAttention.FromTrace(model, trace, batchIndex);
+        IReadOnlyList<TokenAttentionLayer> layers;
+        if (TokenAttention.TraceNames(model.Config).All(trace.Contains)) layers = TokenAttention.FromTrace(model, trace, batchIndex);
+        else using (var ids = tensor(tokenIds, new long[] { 1, seq })) layers = TokenAttention.Compute(model, ids);   // a trace without the mapping's points: one more forward
         var attention = new AttentionMatrix[layers.Count][];
         foreach (var layer in layers)
         {
