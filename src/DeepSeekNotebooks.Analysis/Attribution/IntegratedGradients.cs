@@ -43,15 +43,7 @@ public static class IntegratedGradients
         {
             double d = attr.to(float64).sum().item<double>() - (p.FInput - fBaseline);
             delta = d;
-            double scale = Math.Abs(p.FInput - fBaseline);
-            if (Math.Abs(d) > DeltaWarningFraction * scale)
-            {
-                var msg = string.Create(CultureInfo.InvariantCulture,
-                    $"IG convergence delta {d:G4} exceeds {DeltaWarningFraction:P0} of |F(input) - F(baseline)| = {scale:G4}: increase nSteps or use a better-behaved baseline");
-                if (baseline == Baseline.Zeros) msg += " (a zero baseline is degenerate for RMSNorm models: try a token baseline)";
-                warnings.Add(msg);
-                Trace.TraceWarning(msg);
-            }
+            ConvergenceDelta.Check("IG", d, p.FInput, fBaseline, baseline, warnings, model.Config);
         }
         var parameters = new Dictionary<string, string>
         {

@@ -22,8 +22,11 @@ internal static class LayerActivations
         return HookPoints.ResidPost(layer);
     }
 
-    /// <summary>The activation at <paramref name="point"/> of the forward from embeddings [n, seq, dim] (detached, in the caller's scope).</summary>
-    internal static Tensor Read(DeepSeekModel model, Tensor embeddings, string point)
+    /// <summary>
+    /// The activation at <paramref name="point"/> of the forward from embeddings [n, seq, dim] (detached, in the caller's
+    /// scope); hash-routed layers route by <paramref name="target"/>'s <see cref="ResolvedTarget.RoutingIds"/>.
+    /// </summary>
+    internal static Tensor Read(DeepSeekModel model, Tensor embeddings, string point, ResolvedTarget target)
     {
         Tensor? captured = null;
         using (var _ = no_grad())
@@ -33,7 +36,7 @@ internal static class LayerActivations
             {
                 [point] = (v, _) => { captured = v.detach().clone().DetachFromDisposeScope(); return null; },
             };
-            model.ForwardFromEmbeddings(embeddings, hooks);
+            model.ForwardFromEmbeddings(embeddings, hooks, AttributionCore.RoutingIds(embeddings, target));
         }
         if (captured is null) throw new InvalidOperationException($"the forward pass did not reach the hook point '{point}'");
         // The capture was detached from the forward's dispose scope so that it survives it; a copy joins the caller's scope.
@@ -60,7 +63,7 @@ internal static class LayerActivations
             };
             try
             {
-                var y = target.Evaluate(model.ForwardFromEmbeddings(embeddings.detach(), hooks));
+                var y = target.Evaluate(model.ForwardFromEmbeddings(embeddings.detach(), hooks, AttributionCore.RoutingIds(embeddings, target)));
                 if (leaf is null) throw new InvalidOperationException($"the forward pass did not reach the hook point '{point}'");
                 g = torch.autograd.grad(new[] { y.sum() }, new[] { leaf })[0].detach().MoveToOuterDisposeScope();
                 act = leaf.detach().clone().MoveToOuterDisposeScope();
@@ -70,4 +73,15 @@ internal static class LayerActivations
         }
         return (g, act, f);
     }
+
+    /// <summary>[m, 1, …, 1] with as many dimensions as <paramref name="activation"/>: per-row path coefficients.</summary>
+    internal static long[] BatchShape(long m, Tensor activation) => new[] { m }.Concat(Enumerable.Repeat(1L, (int)activation.dim() - 1)).ToArray();
+
+    /// <summary>
+    /// One sequence's layer attributions as [seq, features]: [seq, hidden] as is; hyper-connection streams
+    /// [seq, hc_mult, hidden] (DeepSeek-V4 <c>resid_post</c>) flattened stream-major to [seq, hc_mult·hidden], so token
+    /// sums add every stream's share.
+    /// </summary>
+    internal static Tensor PerToken(Tensor attributions) =>
+        attributions.dim() == 2 ? attributions : attributions.reshape(attributions.shape[0], -1);
 }

@@ -57,7 +57,7 @@ public static class LayerConductance
         {
             double d = attr.to(float64).sum().item<double>() - (p.FInput - fBaseline);
             delta = d;
-            ConvergenceDelta.Check("layer conductance", d, p.FInput, fBaseline, baseline, warnings);
+            ConvergenceDelta.Check("layer conductance", d, p.FInput, fBaseline, baseline, warnings, model.Config);
         }
         var parameters = new Dictionary<string, string>
         {
@@ -67,6 +67,6 @@ public static class LayerConductance
             ["baseline"] = baseline.Describe(),
             ["internal_batch_size"] = internalBatchSize?.ToString(CultureInfo.InvariantCulture) ?? "none",
         };
-        return AttributionCore.Result(AttributionMethod.LayerConductance, p, attr[0], parameters, delta, fBaseline, warnings);
+        return AttributionCore.Result(AttributionMethod.LayerConductance, p, LayerActivations.PerToken(attr[0]), parameters, delta, fBaseline, warnings);
     }
 }

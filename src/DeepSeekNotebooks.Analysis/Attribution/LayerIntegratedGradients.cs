@@ -17,7 +17,8 @@ public static class LayerIntegratedGradients
     /// attr = (h(E) − h(B)) ⊙ Σ_k w_k ∂F/∂H(H_k), H_k = h(B) + α_k (h(E) − h(B)), with the α_k, w_k of
     /// <see cref="ApproximationMethods"/> (Captum <c>LayerIntegratedGradients.attribute(inputs, baselines, target, n_steps,
     /// method, internal_batch_size, return_convergence_delta)</c>, <c>attribute_to_layer_input=False</c>). The result's
-    /// attributions are [seq, hidden] over block <paramref name="layer"/>'s output. The convergence delta uses the
+    /// attributions are [seq, hidden] over block <paramref name="layer"/>'s output ([seq, hc_mult·hidden], stream-major,
+    /// on a hyper-connection model (DeepSeek-V4), whose block output is all its streams). The convergence delta uses the
     /// input-space end points, Σ attr − (F(E) − F(B)), as Captum; a delta above
     /// <see cref="IntegratedGradients.DeltaWarningFraction"/> of the gap adds a warning.
     /// </summary>
@@ -33,8 +34,8 @@ public static class LayerIntegratedGradients
         var p = AttributionCore.Prepare(model, inputIds, target);
         var e = p.Embeddings;
         var b = baseline.Build(model, e);
-        var hE = LayerActivations.Read(model, e, point);
-        var hB = LayerActivations.Read(model, b, point);
+        var hE = LayerActivations.Read(model, e, point, p.Target);
+        var hB = LayerActivations.Read(model, b, point, p.Target);
         var diff = hE - hB;
         var (alphas, weights) = ApproximationMethods.Get(method, nSteps);
         int chunk = internalBatchSize ?? nSteps;
@@ -43,8 +44,8 @@ public static class LayerIntegratedGradients
         {
             using var inner = NewDisposeScope();
             int m = Math.Min(chunk, nSteps - start);
-            var a = tensor(alphas.Skip(start).Take(m).Select(v => (float)v).ToArray()).view(m, 1, 1).to(diff.device);
-            var w = tensor(weights.Skip(start).Take(m).Select(v => (float)v).ToArray()).view(m, 1, 1).to(diff.device);
+            var a = tensor(alphas.Skip(start).Take(m).Select(v => (float)v).ToArray()).view(LayerActivations.BatchShape(m, hE)).to(diff.device);
+            var w = tensor(weights.Skip(start).Take(m).Select(v => (float)v).ToArray()).view(LayerActivations.BatchShape(m, hE)).to(diff.device);
             var scaled = hB + a * diff;                                   // Captum: baseline + alpha * (input - baseline), in layer space
             var (g, _, _) = LayerActivations.Gradient(model, e.expand(m, -1, -1).contiguous(), point, scaled, p.Target);
             acc.add_((g * w).sum(0, keepdim: true));
@@ -57,7 +58,7 @@ public static class LayerIntegratedGradients
         {
             double d = attr.to(float64).sum().item<double>() - (p.FInput - fBaseline);
             delta = d;
-            ConvergenceDelta.Check("layer IG", d, p.FInput, fBaseline, baseline, warnings);
+            ConvergenceDelta.Check("layer IG", d, p.FInput, fBaseline, baseline, warnings, model.Config);
         }
         var parameters = new Dictionary<string, string>
         {
@@ -67,7 +68,7 @@ public static class LayerIntegratedGradients
             ["baseline"] = baseline.Describe(),
             ["internal_batch_size"] = internalBatchSize?.ToString(CultureInfo.InvariantCulture) ?? "none",
         };
-        return AttributionCore.Result(AttributionMethod.LayerIntegratedGradients, p, attr[0], parameters, delta, fBaseline, warnings);
+        return AttributionCore.Result(AttributionMethod.LayerIntegratedGradients, p, LayerActivations.PerToken(attr[0]), parameters, delta, fBaseline, warnings);
     }
 
     internal static void Validate(int nSteps, IntegrationMethod method, int? internalBatchSize)

@@ -62,13 +62,14 @@ public static class LlmGradientAttribution
                 b = k == 0 ? promptBase : cat(new[] { promptBase, e.narrow(1, prompt, k) }, 1);
             }
             var target = AttributionTarget.LogProbability(-1, targetIds[k]).Resolve(len, model.Config.VocabSize, null);
+            if (model.Config.NumHashLayers > 0) target.RoutingIds = all.Take(len).ToArray();   // hash layers route by the ids
             var attr = IntegratedGradients.AttributeEmbeddings(model, e, b, target, nSteps, method, internalBatchSize);
             var rows = attr[0].narrow(0, 0, prompt).sum(-1).to(float32).cpu().contiguous().data<float>().ToArray();
             Array.Copy(rows, 0, tokenAttr, k * prompt, prompt);
             logProbs[k] = AttributionCore.Evaluate(model, e, target)[0];
             logProbsBaseline[k] = AttributionCore.Evaluate(model, b, target)[0];
             deltas[k] = attr.to(float64).sum().item<double>() - (logProbs[k] - logProbsBaseline[k]);
-            ConvergenceDelta.Check($"target {k} (token {targetIds[k]})", deltas[k], logProbs[k], logProbsBaseline[k], baseline, warnings);
+            ConvergenceDelta.Check($"target {k} (token {targetIds[k]})", deltas[k], logProbs[k], logProbsBaseline[k], baseline, warnings, model.Config);
         }
         var seqAttr = new float[prompt];
         for (int i = 0; i < prompt; i++)

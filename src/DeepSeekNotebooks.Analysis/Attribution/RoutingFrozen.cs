@@ -68,7 +68,8 @@ public static class MoeIntegratedGradients
         using var scope = NewDisposeScope();
         var p = AttributionCore.Prepare(model, inputIds, target);
         var b = baseline.Build(model, p.Embeddings);
-        var hooks = FreezeRoutingHooks(model, p.Embeddings);
+        using var routingIds = p.Target.RoutingIds is { } rid ? tensor(rid, new long[] { 1, rid.Length }) : null;
+        var hooks = FreezeRoutingHooks(model, p.Embeddings, routingIds);
         var (alphas, weights) = ApproximationMethods.Get(method, nSteps);
         int chunk = internalBatchSize ?? nSteps;
         var diff = p.Embeddings - b;
@@ -88,11 +89,11 @@ public static class MoeIntegratedGradients
         double fBaseline = AttributionCore.Evaluate(model, b, p.Target)[0];
         double delta = attr.to(float64).sum().item<double>() - (fInputFrozen - fBaselineFrozen);
         var warnings = new List<string>();
-        if (hooks.Count == 0) warnings.Add("the model has no MoE block: routing-frozen IG is standard IG");
+        if (hooks.Count == 0) warnings.Add("the model has no score-routed MoE block and no indexer: routing-frozen IG is standard IG");
         double gap = Math.Abs(fInputFrozen - fBaselineFrozen);
         if (Math.Abs(delta) > IntegratedGradients.DeltaWarningFraction * gap)
             warnings.Add(string.Create(CultureInfo.InvariantCulture,
-                $"IG convergence delta {delta:G4} exceeds {IntegratedGradients.DeltaWarningFraction:P0} of |F_frozen(input) - F_frozen(baseline)| = {gap:G4}: increase nSteps"));
+                $"IG convergence delta {delta:G4} exceeds {IntegratedGradients.DeltaWarningFraction:P0} of |F_frozen(input) - F_frozen(baseline)| = {gap:G4}: every selection is held at the input's, so this is quadrature error: increase nSteps"));
         var parameters = new Dictionary<string, string>
         {
             ["n_steps"] = nSteps.ToString(CultureInfo.InvariantCulture),
@@ -141,25 +142,39 @@ public static class MoeIntegratedGradients
     }
 
     /// <summary>
-    /// Hooks (one per MoE block, at <c>blocks.{L}.moe.selection</c>) that make the gate choose, for every token, the experts
-    /// the unhooked model chooses on <paramref name="inputEmbeddings"/> [1, seq, dim]: the selection scores of the other
-    /// experts are lowered below every chosen one (min − 1, so group scores — max or top-2 sums — keep the chosen experts'
-    /// groups), and the gate then takes top-k, gathers and renormalises the weights from the point's own router scores as
-    /// always. The hooks apply to any batch of sequences of the same length (rows = batch·seq). Empty for a dense model.
+    /// Hooks that hold every discrete selection on the forward's path at the one the unhooked model makes on
+    /// <paramref name="inputEmbeddings"/> [1, seq, dim]:
+    /// <list type="bullet">
+    /// <item>one per score-routed MoE block, at <c>blocks.{L}.moe.selection</c>: the gate must choose, for every token, the
+    /// experts chosen at the input; the selection scores of the other experts are lowered below every chosen one (min − 1,
+    /// so group scores — max or top-2 sums — keep the chosen experts' groups), and the gate then takes top-k, gathers and
+    /// renormalises the weights from the point's own router scores as always;</item>
+    /// <item>one per lightning indexer (DeepSeek-V3.2 every layer, DeepSeek-V4 CSA layers), at
+    /// <c>blocks.{L}.attn.indexer.topk</c>: the keys (V3.2) or compressed entries (V4) the indexer selects at the input
+    /// replace the point's own top-k (official <c>Indexer.forward</c>'s <c>topk_indices</c>); the attention scores of the
+    /// selected keys stay the point's own.</item>
+    /// </list>
+    /// Hash-routed MoE blocks (DeepSeek-V4, <c>tid2eid</c>) get no hook: they route by token id, which is the input's
+    /// along any path in embedding space, so they are frozen by construction; a model with hash layers needs
+    /// <paramref name="inputIds"/> [1, seq] (the tokens the embeddings stand for) and every hooked forward must pass them
+    /// too. The hooks apply to any batch of sequences of the same length (rows = batch·seq). Empty for a dense MLA model.
     /// </summary>
-    /// <exception cref="ArgumentException">Embeddings not [1, seq, hidden].</exception>
-    public static IReadOnlyDictionary<string, HookFunction> FreezeRoutingHooks(DeepSeekModel model, Tensor inputEmbeddings)
+    /// <exception cref="ArgumentException">Embeddings not [1, seq, hidden], or a hash-routed model without <paramref name="inputIds"/>.</exception>
+    public static IReadOnlyDictionary<string, HookFunction> FreezeRoutingHooks(DeepSeekModel model, Tensor inputEmbeddings, Tensor? inputIds = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(inputEmbeddings);
         if (inputEmbeddings.dim() != 3 || inputEmbeddings.shape[0] != 1)
             throw new ArgumentException($"give the embeddings of one sequence [1, seq, {model.Config.HiddenSize}], got [{string.Join(", ", inputEmbeddings.shape)}]", nameof(inputEmbeddings));
         var c = model.Config;
+        if (c.NumHashLayers > 0 && inputIds is null)
+            throw new ArgumentException($"this model routes its first {c.NumHashLayers} MoE layer(s) by token id (hash routing, tid2eid): pass inputIds [1, seq], the tokens the embeddings stand for", nameof(inputIds));
         int seq = (int)inputEmbeddings.shape[1], experts = c.NRoutedExperts;
-        var chosen = PathRouting.ChosenExperts(model, inputEmbeddings);   // layer → [seq·k]
+        var (chosen, selections) = PathRouting.ChosenExpertsAndSelections(model, inputEmbeddings, inputIds);   // layer → [seq·k]; hook → [1, seq, …]
         var hooks = new Dictionary<string, HookFunction>();
         foreach (var (layer, idx) in chosen)
         {
+            if (c.IsHashLayer(layer)) continue;   // routed by token id: frozen by construction
             int k = idx.Length / seq;
             var keep = new bool[seq * experts];
             for (int t = 0; t < seq; t++)
@@ -174,6 +189,16 @@ public static class MoeIntegratedGradients
                 var mask = tensor(keep, new long[] { seq, experts }).to(sel.device).repeat(rows / seq, 1);
                 double low = sel.min().to(float64).item<double>() - 1.0;
                 return sel.masked_fill(mask.logical_not(), low).MoveToOuterDisposeScope();
+            };
+        }
+        foreach (var (name, picked) in selections)
+        {
+            var frozen = picked;
+            hooks[name] = (sel, _) =>
+            {
+                if (sel.dim() != frozen.dim() || !sel.shape.Skip(1).SequenceEqual(frozen.shape.Skip(1)))
+                    throw new InvalidOperationException($"{name}: the frozen selection was taken on [{string.Join(", ", frozen.shape)}], but this forward selects [{string.Join(", ", sel.shape)}] (same sequence length needed)");
+                return frozen.to(sel.device).expand(sel.shape).contiguous();
             };
         }
         return hooks;
@@ -206,7 +231,7 @@ public static class MoeIntegratedGradients
         {
             using var _ = enable_grad();
             var xi = x.detach().requires_grad_(true);
-            var y = target.Evaluate(model.ForwardFromEmbeddings(xi, hooks.Count == 0 ? null : hooks));
+            var y = target.Evaluate(model.ForwardFromEmbeddings(xi, hooks.Count == 0 ? null : hooks, AttributionCore.RoutingIds(xi, target)));
             g = torch.autograd.grad(new[] { y.sum() }, new[] { xi })[0].detach().MoveToOuterDisposeScope();
         }
         return g;
@@ -216,7 +241,7 @@ public static class MoeIntegratedGradients
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var y = target.Evaluate(model.ForwardFromEmbeddings(x, hooks.Count == 0 ? null : hooks));
+        var y = target.Evaluate(model.ForwardFromEmbeddings(x, hooks.Count == 0 ? null : hooks, AttributionCore.RoutingIds(x, target)));
         return y.to(float64).cpu().data<double>().ToArray();
     }
 }
@@ -238,15 +263,31 @@ public sealed record IgRoutingConvergence(int[] NSteps, string Method, double[] 
 internal static class PathRouting
 {
     /// <summary>Per MoE layer, the experts chosen for each token of one sequence [1, seq, dim], row-major [seq·k], in top-k order.</summary>
-    internal static SortedDictionary<int, long[]> ChosenExperts(DeepSeekModel model, Tensor embeddings)
+    internal static SortedDictionary<int, long[]> ChosenExperts(DeepSeekModel model, Tensor embeddings, Tensor? inputIds = null) =>
+        ChosenExpertsAndSelections(model, embeddings, inputIds).Experts;
+
+    /// <summary>
+    /// As <see cref="ChosenExperts"/>, and every indexer's selection (<c>blocks.{L}.attn.indexer.topk</c>: V3.2's key mask
+    /// [1, seq, seq], V4's compressed-entry picks [1, seq, k]) of the same forward, detached clones the caller owns.
+    /// </summary>
+    internal static (SortedDictionary<int, long[]> Experts, SortedDictionary<string, Tensor> Selections) ChosenExpertsAndSelections(
+        DeepSeekModel model, Tensor embeddings, Tensor? inputIds)
     {
         var captured = new SortedDictionary<int, long[]>();
+        var selections = new SortedDictionary<string, Tensor>(StringComparer.Ordinal);
         var hooks = CaptureHooks(model.Config, captured);
-        if (hooks.Count == 0) return captured;
+        var names = new HashSet<string>(HookPoints.All(model.Config), StringComparer.Ordinal);
+        for (int l = 0; l < model.Config.NumHiddenLayers; l++)
+        {
+            string name = HookPoints.IndexerTopk(l);
+            if (!names.Contains(name)) continue;
+            hooks[name] = (v, _) => { selections[name] = v.detach().clone().DetachFromDisposeScope(); return null; };
+        }
+        if (hooks.Count == 0) return (captured, selections);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        model.ForwardFromEmbeddings(embeddings, hooks);
-        return captured;
+        model.ForwardFromEmbeddings(embeddings, hooks, inputIds);
+        return (captured, selections);
     }
 
     /// <summary>
@@ -260,7 +301,7 @@ internal static class PathRouting
         double[] f;
         using (var scope = NewDisposeScope())
         using (var _ = no_grad())
-            f = target.Evaluate(model.ForwardFromEmbeddings(points, hooks.Count == 0 ? null : hooks)).to(float64).cpu().data<double>().ToArray();
+            f = target.Evaluate(model.ForwardFromEmbeddings(points, hooks.Count == 0 ? null : hooks, AttributionCore.RoutingIds(points, target))).to(float64).cpu().data<double>().ToArray();
         int m = (int)points.shape[0], seq = (int)points.shape[1];
         var sets = new long[m][][];
         for (int r = 0; r < m; r++)

@@ -33,6 +33,9 @@ public sealed record TraceSnapshot
         int seq = tokenIds.Length;
         if (tokens is not null && tokens.Count != seq)
             throw new ArgumentException($"got {tokens.Count} token strings for {seq} token ids", nameof(tokens));
+        if (Enumerable.Range(0, c.NumHiddenLayers).Any(l => IsCompressedKind(c.AttentionKindOf(l))))
+            throw new ArgumentException("this is a DeepSeek-V4 trace: its attn.pattern is over window slots and compressed entries, not tokens; " +
+                "use TraceSnapshot.FromTrace(model, trace, tokenIds) with the traced model (TokenAttention maps the entries back to tokens)", nameof(trace));
         using var scope = NewDisposeScope();
         var attention = new AttentionMatrix[c.NumHiddenLayers][];
         for (int l = 0; l < c.NumHiddenLayers; l++)
@@ -44,6 +47,52 @@ public sealed record TraceSnapshot
             for (int h = 0; h < c.NumAttentionHeads; h++)
                 attention[l][h] = AttentionMatrix.FromRowMajor(seq, seq, data.AsSpan(h * seq * seq, seq * seq));
         }
+        return Assemble(trace, tokenIds, tokens, attention, batchIndex);
+    }
+
+    /// <summary>
+    /// As <see cref="FromTrace(ModelTrace, long[], IReadOnlyList{string}?, int)"/> for any generation: the attention is
+    /// <see cref="TokenAttention.FromTrace"/>'s token-to-token matrices [query, key token] (MLA and V3.2: <c>attn.pattern</c>
+    /// as is; DeepSeek-V4: window plus compressed entries mapped back to the tokens they pool, rows summing to 1 − sink
+    /// share; docs/generations-analyses.md). <paramref name="model"/> must be the traced model; a trace without
+    /// <see cref="TokenAttention.TraceNames"/> costs one more forward of <paramref name="tokenIds"/>. The trace must hold routing and logits.
+    /// </summary>
+    /// <exception cref="ArgumentException">Token strings or ids that do not match the trace, or a trace lacking a needed point.</exception>
+    public static TraceSnapshot FromTrace(DeepSeekNotebooks.Model.DeepSeekModel model, ModelTrace trace, long[] tokenIds, IReadOnlyList<string>? tokens = null, int batchIndex = 0)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(trace);
+        ArgumentNullException.ThrowIfNull(tokenIds);
+        int seq = tokenIds.Length;
+        if (tokens is not null && tokens.Count != seq)
+            throw new ArgumentException($"got {tokens.Count} token strings for {seq} token ids", nameof(tokens));
+        IReadOnlyList<TokenAttentionLayer> layers;
+        if (TokenAttention.TraceNames(model.Config).All(trace.Contains)) layers = TokenAttention.FromTrace(model, trace, batchIndex);
+        else using (var ids = tensor(tokenIds, new long[] { 1, seq })) layers = TokenAttention.Compute(model, ids);   // a trace without the mapping's points: one more forward
+        var attention = new AttentionMatrix[layers.Count][];
+        foreach (var layer in layers)
+        {
+            if (layer.SequenceLength != seq) throw new ArgumentException($"the trace has {layer.SequenceLength} positions but {seq} token ids were given", nameof(tokenIds));
+            attention[layer.Layer] = new AttentionMatrix[layer.Heads];
+            var data = new float[seq * seq];
+            for (int h = 0; h < layer.Heads; h++)
+            {
+                for (int q = 0; q < seq; q++)
+                    for (int k = 0; k < seq; k++) data[q * seq + k] = layer.Pattern[h, q, k];
+                attention[layer.Layer][h] = AttentionMatrix.FromRowMajor(seq, seq, data);
+            }
+        }
+        using var scope = NewDisposeScope();
+        return Assemble(trace, tokenIds, tokens, attention, batchIndex);
+    }
+
+    private static bool IsCompressedKind(DeepSeekNotebooks.Model.AttentionKind kind) =>
+        kind is DeepSeekNotebooks.Model.AttentionKind.SlidingWindow or DeepSeekNotebooks.Model.AttentionKind.CompressedSparse or DeepSeekNotebooks.Model.AttentionKind.HeavilyCompressed;
+
+    private static TraceSnapshot Assemble(ModelTrace trace, long[] tokenIds, IReadOnlyList<string>? tokens, AttentionMatrix[][] attention, int batchIndex)
+    {
+        var c = trace.Config;
+        int seq = tokenIds.Length;
         var routing = trace.MoeLayers.Select(l => LayerRouting.FromTrace(trace, l, seq, batchIndex)).ToArray();
         var predictions = trace.Logits[batchIndex].argmax(-1).cpu().data<long>().ToArray();
         return new TraceSnapshot

@@ -38,7 +38,7 @@ public static class DashboardCommand
             var tokens = ckpt.Tokenizer?.TokenStrings(ids) ?? ids.Select(i => $"#{i}").ToArray();
             using var idTensor = tensor(ids, new long[] { 1, ids.Length });
             using var trace = ckpt.Model.RunWithCache(idTensor);
-            var snapshot = TraceSnapshot.FromTrace(trace, ids, tokens);
+            var snapshot = TraceSnapshot.FromTrace(ckpt.Model, trace, ids, tokens);   // token-to-token attention on every generation (V4: TokenAttention)
             var rollout = AttentionRollout.Compute(ckpt.Model, idTensor);
             var attributions = new[] { AttributionMethod.IntegratedGradients, AttributionMethod.Saliency, AttributionMethod.InputXGradient }.Select(m => Attributor.Run(m, ckpt.Model, idTensor)).ToList();
             var outPath = parse.GetValue(output)!.FullName;
