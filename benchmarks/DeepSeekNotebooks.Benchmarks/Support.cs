@@ -18,7 +18,8 @@ public static class Measure
         var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
         if (line is null) return;
         Directory.CreateDirectory(Dir);
-        var kb = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+        // "VmHWM:\t 123 kB": the tab is the only separator once the value fills its 8-character field (>= 9.5 GiB).
+        var kb = long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1]);
         File.WriteAllText(Path.Combine(Dir, Key(method, parameters.Select(p => p?.ToString() ?? ""))), (kb / 1024).ToString());
     }
 
