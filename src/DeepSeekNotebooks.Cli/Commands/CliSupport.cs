@@ -105,10 +105,12 @@ internal static class CliSupport
     /// Parses <c>--device cpu|cuda|cuda:N</c>. CUDA is refused unless TorchSharp's CUDA runtime is loaded and has device N,
     /// saying which package reference to change (this repository builds against the CPU runtime, <c>TorchSharp-cpu</c>).
     /// </summary>
-    internal static TorchSharp.torch.Device ParseDevice(string? text)
+    /// <returns>null for the CPU (the loader's default; touching TorchSharp here would load its native runtime before
+    /// <see cref="TorchRuntime.EnsureLoaded"/> does), else the CUDA device.</returns>
+    internal static TorchSharp.torch.Device? ParseDevice(string? text)
     {
         var s = text?.Trim().ToLowerInvariant();
-        if (s is null or "cpu") return TorchSharp.torch.CPU;
+        if (s is null or "cpu") return null;
         int index = 0;
         bool cuda = s == "cuda" || (s.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(s.AsSpan(5), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out index));
         if (!cuda) throw new UsageException($"--device must be cpu, cuda or cuda:N (N a device index, e.g. cuda:0), got '{text}'");
