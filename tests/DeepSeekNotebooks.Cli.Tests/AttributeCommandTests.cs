@@ -7,6 +7,7 @@ namespace DeepSeekNotebooks.Cli.Tests;
 /// attribute's layer methods, feature ablation, contrastive target and continuation attribution against Captum v0.8.0
 /// (tests/fixtures/golden/captum2), and its errors for bad combinations.
 /// </summary>
+[Collection(ConsoleCaptureCollection.Name)]
 public class AttributeCommandTests : IDisposable
 {
     private const string Seq1 = "154,30,171,158,236,380,282,374,442,120,368,476";   // captum2's input_ids

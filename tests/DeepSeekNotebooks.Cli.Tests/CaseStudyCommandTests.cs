@@ -6,6 +6,7 @@ using DeepSeekNotebooks.Training.CaseStudies.Imaging;
 namespace DeepSeekNotebooks.Cli.Tests;
 
 /// <summary><c>case-study NAME --out DIR</c>: regenerates the data (same bytes as the shipped manifest for the same seed) and trains.</summary>
+[Collection(ConsoleCaptureCollection.Name)]
 public class CaseStudyCommandTests : IDisposable
 {
     private readonly string _tmp = Directory.CreateTempSubdirectory("case-study-tests").FullName;

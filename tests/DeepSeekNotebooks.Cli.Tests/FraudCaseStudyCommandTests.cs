@@ -6,6 +6,7 @@ using DeepSeekNotebooks.Training.CaseStudies.Fraud;
 namespace DeepSeekNotebooks.Cli.Tests;
 
 /// <summary><c>case-study fraud --out DIR</c>: the shipped transactions byte for byte (manifest hashes) and a loadable classifier with its log.</summary>
+[Collection(ConsoleCaptureCollection.Name)]
 public class FraudCaseStudyCommandTests : IDisposable
 {
     private readonly string _tmp = Directory.CreateTempSubdirectory("case-study-fraud-tests").FullName;

@@ -10,6 +10,7 @@ namespace DeepSeekNotebooks.Cli.Tests;
 /// sequence's shape, routing-frozen IG complete (Σ attr = F(E) − F(B), Sundararajan et al. 2017), rollout rows summing to 1
 /// (Abnar &amp; Zuidema 2020), dashboards, generations, sanity checks and collect/summarize.
 /// </summary>
+[Collection(ConsoleCaptureCollection.Name)]
 public class GenerationsVerbTests : IDisposable
 {
     private static readonly string Ids = string.Join(",", Enumerable.Range(40, 16));
