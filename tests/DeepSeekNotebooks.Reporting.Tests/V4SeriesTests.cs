@@ -6,16 +6,15 @@ namespace DeepSeekNotebooks.Reporting.Tests;
 /// <c>report --checkpoint data/checkpoints/deepseek-tiny-v4</c>: the notebooks of the series that run on the bundled
 /// DeepSeek-V4 model (sliding window / CSA / HCA attention with sinks, 4 hyper-connection streams, a hash-routed first
 /// block) run with zero error outputs; sections whose analysis does not take V4 yet say so in one line (from the config,
-/// <c>GenerationSupport</c>) instead of failing, and notebook 11's V4 identities hold. Not yet in the list: 05 (disabling
-/// each expert of 3 blocks exceeded the 300 s cell timeout on the shared machine).
+/// <c>GenerationSupport</c>) instead of failing, and notebook 11's V4 identities hold. The whole series is in the list.
 /// </summary>
 [Collection(NotebookSeriesCollection.Name)]
 [Trait("Category", "Slow")]
 public class V4SeriesTests
 {
     internal static readonly string[] RunOnV4 =
-        { "00-quickstart", "01-architecture", "02-training", "03-attribution", "04-attention", "06-surrogate-tree", "07-representations",
-          "08-medical-imaging", "09-financial-fraud", GenerationsNotebookTests.Name };
+        { "00-quickstart", "01-architecture", "02-training", "03-attribution", "04-attention", "05-expert-diagnostics", "06-surrogate-tree",
+          "07-representations", "08-medical-imaging", "09-financial-fraud", "10-your-own-checkpoint", GenerationsNotebookTests.Name };
 
     [Fact]
     public async Task Series_notebooks_run_on_the_bundled_V4_model_with_zero_error_outputs()
