@@ -6,11 +6,6 @@ namespace DeepSeekNotebooks.Interactive;
 public enum GenerationDependentAnalysis
 {
     /// <summary>
-    /// Attribution that runs the model from input embeddings (Integrated Gradients and the other Captum-style methods,
-    /// layer attribution, sanity checks, deletion/insertion): it passes no token ids, which hash routing needs.
-    /// </summary>
-    EmbeddingAttribution,
-    /// <summary>
     /// Analyses that read attention as a [query, key] matrix over the raw tokens: rollout, attention flow, per-head
     /// statistics by distance, boundary and token class.
     /// </summary>
@@ -36,9 +31,6 @@ public static class GenerationSupport
         ArgumentNullException.ThrowIfNull(config);
         return analysis switch
         {
-            GenerationDependentAnalysis.EmbeddingAttribution when config.NumHashLayers > 0 =>
-                $"(skipped: this model routes its first {config.NumHashLayers} MoE block(s) by token id (DeepSeek-V4 hash routing, num_hash_layers = {config.NumHashLayers}); " +
-                "the kit's attribution methods run the model from embeddings without token ids, so they do not take this model yet)",
             GenerationDependentAnalysis.AttentionOverRawTokens when config.CompressedAttention is not null =>
                 $"(skipped: DeepSeek-V4 attention also attends compressed entries (compress_ratios) and a sink besides a {config.CompressedAttention.SlidingWindow}-token window; " +
                 "this analysis reads attention as a matrix over raw tokens only and does not take V4 yet — notebook 11 shows where V4 attention mass goes)",
@@ -48,7 +40,7 @@ public static class GenerationSupport
                 $"(skipped: MoE blocks 0..{config.NumHashLayers - 1} are hash-routed (num_hash_layers = {config.NumHashLayers}): their experts come from the tid2eid table, with no selection scores to mask, so masking every block's top experts does not apply)",
             GenerationDependentAnalysis.MlaLatent when config.CompressedAttention is not null =>
                 $"(skipped: DeepSeek-V4 attention has no key/value latent (kv_lora_rank): it caches one shared key = value head of head_dim {config.CompressedAttention.HeadDim} per token, plus compressed entries)",
-            GenerationDependentAnalysis.EmbeddingAttribution or GenerationDependentAnalysis.AttentionOverRawTokens or GenerationDependentAnalysis.PerHeadOutputs
+            GenerationDependentAnalysis.AttentionOverRawTokens or GenerationDependentAnalysis.PerHeadOutputs
                 or GenerationDependentAnalysis.SelectionMaskingEveryBlock or GenerationDependentAnalysis.MlaLatent => null,
             _ => throw new ArgumentOutOfRangeException(nameof(analysis), analysis, "not a GenerationDependentAnalysis"),
         };
