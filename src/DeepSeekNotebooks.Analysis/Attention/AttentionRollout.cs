@@ -294,14 +294,20 @@ public static class AttentionRollout
         return layers.ToArray();
     }
 
+    /// <summary>Ids must be one non-empty sequence, [seq] or [1, seq]; throws <see cref="ArgumentException"/> naming the shape otherwise.</summary>
+    internal static void CheckOneSequence(Tensor inputIds)
+    {
+        if (inputIds.dim() == 2 && inputIds.shape[0] != 1)
+            throw new ArgumentException($"give one sequence: ids [seq] or [1, seq], got [{string.Join(", ", inputIds.shape)}]", nameof(inputIds));
+        if (inputIds.numel() == 0) throw new ArgumentException("the token sequence is empty; give at least one token id", nameof(inputIds));
+    }
+
     internal static (float[][,,] Layers, long[] Ids) RunLayers(DeepSeekModel model, Tensor inputIds)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(inputIds);
         TorchRuntime.EnsureLoaded();
-        if (inputIds.dim() == 2 && inputIds.shape[0] != 1)
-            throw new ArgumentException($"give one sequence: ids [seq] or [1, seq], got [{string.Join(", ", inputIds.shape)}]", nameof(inputIds));
-        if (inputIds.numel() == 0) throw new ArgumentException("the token sequence is empty; give at least one token id", nameof(inputIds));
+        CheckOneSequence(inputIds);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var ids = inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds;
