@@ -20,7 +20,8 @@ public class MoeDispatchBenchmarks
 
     /// <summary>"bundled", "v2lite"; DSN_BENCH_SHAPES (comma-separated) narrows the run.</summary>
     public static IEnumerable<string> Shapes => FromEnvironment("DSN_BENCH_SHAPES", "bundled", "v2lite");
-    /// <summary>"f32", "bf16"; DSN_BENCH_DTYPES narrows the run (bf16 matmuls are ~240x slower here: a CPU without AVX-512 BF16).</summary>
+    /// <summary>"f32", "bf16"; DSN_BENCH_DTYPES narrows the run (bf16 matmuls are ~240x slower here: a CPU without AVX-512 BF16;
+    /// the kit's experts then multiply in float32, <see cref="Mlp.CpuHasNativeBf16"/>, but the reference GEMM stays bf16).</summary>
     public static IEnumerable<string> DTypes => FromEnvironment("DSN_BENCH_DTYPES", "f32", "bf16");
 
     private static IEnumerable<string> FromEnvironment(string variable, params string[] all)
@@ -156,10 +157,23 @@ public class MoeDispatchBenchmarks
         return y.MoveToOuterDisposeScope();
     }
 
-    [Benchmark(Baseline = true, Description = "sort-by-expert dispatch (kit)")]
+    /// <summary><see cref="MoE.ExpertThreads"/> for <see cref="SortDispatch"/> (null: the kit's default); <see cref="InterleavedMoe"/> sets it.</summary>
+    internal int? ExpertThreadsForTiming { get; set; }
+
+    [Benchmark(Baseline = true, Description = "sort-by-expert dispatch (kit: experts on torch.get_num_threads() threads)")]
     public void SortDispatch()
     {
         using var _ = no_grad();
+        _moe.ExpertThreads = ExpertThreadsForTiming;
+        using var y = _moe.Dispatch(_x, new Routing(_weights, _indices, _weights));
+        Measure.PeakRss(new object[] { Shape, DType });
+    }
+
+    [Benchmark(Description = "sort-by-expert dispatch, experts one after another (intra-op threads per GEMM)")]
+    public void SortDispatchSequentialExperts()
+    {
+        using var _ = no_grad();
+        _moe.ExpertThreads = 1;
         using var y = _moe.Dispatch(_x, new Routing(_weights, _indices, _weights));
         Measure.PeakRss(new object[] { Shape, DType });
     }

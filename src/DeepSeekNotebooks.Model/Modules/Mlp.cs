@@ -116,28 +116,75 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
         return m;
     }
 
+    /// <summary>
+    /// True when this process's CPU multiplies bfloat16 natively: x86 with AVX512_BF16 (CPUID leaf 7 subleaf 1, EAX bit 5)
+    /// or AMX-BF16 (leaf 7, EDX bit 22). Without them libtorch's bf16 GEMM is emulated (oneDNN on AVX-512, a reference
+    /// loop on AVX2: ~240× slower than float32 measured here, docs/benchmarks.md §7).
+    /// </summary>
+    internal static bool CpuHasNativeBf16 { get; } = DetectNativeBf16();
+
+    private static bool DetectNativeBf16()
+    {
+        if (!System.Runtime.Intrinsics.X86.X86Base.IsSupported) return false;
+        var (maxLeaf, _, _, _) = System.Runtime.Intrinsics.X86.X86Base.CpuId(0, 0);
+        if (maxLeaf < 7) return false;
+        var (_, _, _, edx) = System.Runtime.Intrinsics.X86.X86Base.CpuId(7, 0);
+        var (eax1, _, _, _) = System.Runtime.Intrinsics.X86.X86Base.CpuId(7, 1);
+        return (eax1 & (1 << 5)) != 0 || (edx & (1 << 22)) != 0;
+    }
+
+    /// <summary>
+    /// Whether the three GEMMs of a forward on <paramref name="x"/> run in float32: x and the weights are bfloat16 on a CPU
+    /// without <see cref="CpuHasNativeBf16"/> (null: decide from the CPU; tests force either path).
+    /// </summary>
+    internal static bool GemmsInFloat32(Tensor x, Tensor weight, bool? force = null) =>
+        x.dtype == ScalarType.BFloat16 && weight.dtype == ScalarType.BFloat16 && x.device_type == DeviceType.CPU
+        && (force ?? !CpuHasNativeBf16);
+
+    /// <summary>Test hook: null decides <see cref="GemmsInFloat32"/> from the CPU; true/false forces the float32 or the bf16 GEMMs.</summary>
+    internal bool? Float32Gemms { get; set; }
+
+    /// <summary>x·Wᵀ; in float32 and rounded once to x's dtype when <paramref name="up"/> (a bf16 GEMM accumulating in float32).</summary>
+    private static Tensor Linear(Tensor x, Tensor w, bool up)
+    {
+        if (!up) return nn.functional.linear(x, w);
+        using var x32 = x.to(ScalarType.Float32);
+        using var w32 = w.to(ScalarType.Float32);
+        using var y32 = nn.functional.linear(x32, w32);
+        return y32.to(x.dtype);
+    }
+
+    /// <summary>
+    /// w2(silu(w1·x) ⊙ w3·x). bfloat16 weights on a CPU without native bf16 (<see cref="CpuHasNativeBf16"/>): each GEMM
+    /// converts its weight and input to float32 for the call only (the bf16 parameters stay the one resident copy; the
+    /// float32 copy of one matrix lives for one GEMM), multiplies in float32 and rounds the product to bf16 — what a bf16
+    /// GEMM with float32 accumulation returns, at float32 GEMM speed; the elementwise SwiGLU stays in bf16. bf16 is then a
+    /// storage and memory choice, not a slower compute path.
+    /// </summary>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
         Tensor gate, up;
         bool weightGrads = is_grad_enabled() && (w1.weight!.requires_grad || w3.weight!.requires_grad);
+        bool f32 = GemmsInFloat32(x, w2.weight!, Float32Gemms);
         if (!weightGrads && FusedGateUp() is { } fused)
         {
             long inter = w1.weight!.shape[0];
-            var gu = nn.functional.linear(x, fused);
+            var gu = Linear(x, fused, f32);
             gate = gu.narrow(-1, 0, inter);
             up = gu.narrow(-1, inter, inter);
         }
         else
         {
-            gate = w1.forward(x);
-            up = w3.forward(x);
+            gate = f32 ? Linear(x, w1.weight!, true) : w1.forward(x);
+            up = f32 ? Linear(x, w3.weight!, true) : w3.forward(x);
         }
         if (_limit > 0)
         {
             gate = gate.clamp_max(_limit);
             up = up.clamp(-_limit, _limit);
         }
-        return w2.forward(nn.functional.silu(gate) * up).MoveToOuterDisposeScope();
+        var h = nn.functional.silu(gate) * up;
+        return (f32 ? Linear(h, w2.weight!, true) : w2.forward(h)).MoveToOuterDisposeScope();
     }
 }

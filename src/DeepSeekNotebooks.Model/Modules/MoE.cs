@@ -62,13 +62,32 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
+    /// Expert-level threads for <see cref="Dispatch"/>: null (the default) uses <c>torch.get_num_threads()</c> of the calling
+    /// thread at each call; 1 runs the experts one after another on the calling thread (libtorch's intra-op threads split
+    /// each GEMM); n &gt; 1 runs the active experts on n threads with one intra-op thread each. Tests and benchmarks set it.
+    /// </summary>
+    internal int? ExpertThreads { get; set; }
+
+    /// <summary>
     /// Sort-by-expert dispatch: each expert runs once over the contiguous block of (token, slot) pairs routed to it, and its
     /// weighted output is added into a preallocated [tokens, dim] result with <c>index_add_</c> (no concatenation).
     /// One host read per layer: the per-expert counts.
     /// </summary>
     /// <remarks>
-    /// Per token the k contributions are summed in increasing expert order, starting from zero — the same order (and so the
-    /// same floating-point result) as one <c>index_add</c> of all sorted rows, and as the official reference's loop over experts.
+    /// <para>Per token the k contributions are summed in increasing expert order, starting from zero — the same order (and so
+    /// the same floating-point result) as one <c>index_add</c> of all sorted rows, and as the official reference's loop over
+    /// experts.</para>
+    /// <para>Expert parallelism: with T = <see cref="ExpertThreads"/> (default <c>torch.get_num_threads()</c>) &gt; 1 and more
+    /// than one active expert on the CPU, the experts run on T threads, each taking the next expert (largest blocks first)
+    /// and running its GEMMs with one libtorch intra-op thread — at ~50 rows per expert (V2-Lite: 512 tokens, top-6 of 64)
+    /// T small GEMMs side by side use the cores better than libtorch's split of each small GEMM (see docs/benchmarks.md
+    /// §7). The outputs are then added in the same expert order on the calling thread, so the result does not depend on
+    /// which thread ran which expert: bitwise reproducible for a given thread count. It equals the one-thread result up to
+    /// the GEMM's own regrouping of sums under different intra-op thread counts. Gradient mode and inference mode of the
+    /// caller hold on the worker threads, so the autograd graph is the one the sequential loop records. <c>set_num_threads</c>
+    /// is process-global in libtorch (an atomic read by threads on their first op, plus per-thread OpenMP/MKL settings):
+    /// the workers set 1 for themselves and the previous count is restored before this returns; a thread that makes its
+    /// first libtorch call during that window starts with one intra-op thread.</para>
     /// </remarks>
     internal Tensor Dispatch(Tensor x, Routing routing)
     {
@@ -84,15 +103,76 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
         // (a no-op in float32), so a bf16 model adds bf16 into its bf16 output.
         var ws = routing.Weights.flatten().index_select(0, order).to(x.dtype).unsqueeze(1);
         var y = zeros_like(x);
-        long start = 0;
-        for (int e = 0; e < counts.Length; e++)
+        var starts = new long[counts.Length];
+        for (int e = 1; e < counts.Length; e++) starts[e] = starts[e - 1] + counts[e - 1];
+        int active = counts.Count(n => n > 0);
+        int threads = Math.Min(ExpertThreads ?? get_num_threads(), active);
+        if (threads > 1 && x.device_type == DeviceType.CPU)
         {
-            long n = counts[e];
-            if (n == 0) continue;
-            using var inner = NewDisposeScope();
-            y.index_add_(0, tokenOf.narrow(0, start, n), experts[e].forward(xs.narrow(0, start, n)) * ws.narrow(0, start, n), 1);
-            start += n;
+            var outs = RunExpertsInParallel(xs, ws, counts, starts, threads);
+            try
+            {
+                for (int e = 0; e < counts.Length; e++)
+                    if (outs[e] is { } o) y.index_add_(0, tokenOf.narrow(0, starts[e], counts[e]), o, 1);
+            }
+            finally { foreach (var o in outs) o?.Dispose(); }
         }
+        else
+            for (int e = 0; e < counts.Length; e++)
+            {
+                long n = counts[e];
+                if (n == 0) continue;
+                using var inner = NewDisposeScope();
+                y.index_add_(0, tokenOf.narrow(0, starts[e], n), experts[e].forward(xs.narrow(0, starts[e], n)) * ws.narrow(0, starts[e], n), 1);
+            }
         return y.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// expert(xs[block e]) · ws[block e] for every expert with rows, on <paramref name="threads"/> new threads with one
+    /// intra-op thread each (the caller's grad and inference modes); entry e is null for experts without rows. The
+    /// tensors belong to no dispose scope: the caller disposes them.
+    /// </summary>
+    private Tensor?[] RunExpertsInParallel(Tensor xs, Tensor ws, long[] counts, long[] starts, int threads)
+    {
+        // Largest blocks first, ties by index: a deterministic queue that keeps the threads' loads even.
+        var queue = Enumerable.Range(0, counts.Length).Where(e => counts[e] > 0).OrderByDescending(e => counts[e]).ThenBy(e => e).ToArray();
+        var outs = new Tensor?[counts.Length];
+        bool grad = is_grad_enabled(), inference = is_inference_mode_enabled();
+        int saved = get_num_threads();
+        int next = -1;
+        var failures = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
+        void Work()
+        {
+            try
+            {
+                get_num_threads(); // libtorch's lazy per-thread init first, so it cannot undo the next line
+                set_num_threads(1);
+                using var gradMode = grad ? enable_grad() : no_grad();
+                using var inferenceMode = inference ? inference_mode() : null;
+                for (int i = Interlocked.Increment(ref next); i < queue.Length && failures.IsEmpty; i = Interlocked.Increment(ref next))
+                {
+                    int e = queue[i];
+                    using var inner = NewDisposeScope();
+                    var o = experts[e].forward(xs.narrow(0, starts[e], counts[e])) * ws.narrow(0, starts[e], counts[e]);
+                    outs[e] = o.DetachFromDisposeScope();
+                }
+            }
+            catch (Exception ex) { failures.Enqueue(ex); }
+        }
+        var workers = Enumerable.Range(0, threads).Select(i => new Thread(Work) { IsBackground = true, Name = $"MoE experts {i}" }).ToArray();
+        try
+        {
+            foreach (var w in workers) w.Start();
+            foreach (var w in workers) w.Join();
+        }
+        finally { set_num_threads(saved); }
+        if (!failures.IsEmpty)
+        {
+            foreach (var o in outs) o?.Dispose();
+            var first = failures.First();
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
+        }
+        return outs;
     }
 }

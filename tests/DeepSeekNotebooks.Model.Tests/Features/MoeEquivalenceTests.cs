@@ -22,7 +22,7 @@ public class MoeEquivalenceTests
 
     private const int Tokens = 512;
 
-    private static MoE NewMoe(DeepSeekConfig c, bool weightsRequireGrad)
+    private static MoE NewMoe(DeepSeekConfig c, bool weightsRequireGrad, int? expertThreads = null, ScalarType? dtype = null)
     {
         manual_seed(7);
         var moe = new MoE("ffn", c, 1);
@@ -32,21 +32,36 @@ public class MoeEquivalenceTests
                 if (p.dtype == float32 && p.dim() == 2) p.normal_(0, 0.05);
                 p.requires_grad_(weightsRequireGrad && p.dim() == 2);
             }
+        // A bf16 model: every parameter converted, as the benchmark and the loader do (the experts re-fuse w1/w3).
+        if (dtype is { } dt)
+        {
+            moe.to(dt);
+            foreach (var (_, p) in moe.named_parameters()) p.requires_grad_(weightsRequireGrad && p.dim() == 2);
+        }
+        moe.ExpertThreads = expertThreads;
         return moe;
     }
 
     private static Dictionary<string, Tensor> P(nn.Module m) => m.named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter);
 
-    /// <summary>silu(x·W1ᵀ) ⊙ (x·W3ᵀ) · W2ᵀ from the parameters, by name.</summary>
-    private static Tensor Expert(Dictionary<string, Tensor> p, string prefix, Tensor x) =>
-        nn.functional.silu(x.matmul(p[prefix + "w1.weight"].t())).mul(x.matmul(p[prefix + "w3.weight"].t())).matmul(p[prefix + "w2.weight"].t());
+    /// <summary>silu(x·W1ᵀ) ⊙ (x·W3ᵀ) · W2ᵀ from the parameters, by name, in x's dtype (the parameters converted to it).</summary>
+    private static Tensor Expert(Dictionary<string, Tensor> p, string prefix, Tensor x)
+    {
+        Tensor W(string n) => p[prefix + n].to(x.dtype).t();
+        return nn.functional.silu(x.matmul(W("w1.weight"))).mul(x.matmul(W("w3.weight"))).matmul(W("w2.weight"));
+    }
 
-    /// <summary>The official reference, expert by expert; the routing is recomputed here from the gate weight (softmax, top-k).</summary>
-    private static (Tensor Y, Tensor Indices) Reference(MoE moe, DeepSeekConfig c, Tensor x)
+    /// <summary>
+    /// The official reference, expert by expert, in x's dtype; the routing is recomputed here from the gate weight (softmax,
+    /// top-k), or, given <paramref name="indices"/>, those experts with their softmax scores.
+    /// </summary>
+    private static (Tensor Y, Tensor Indices) Reference(MoE moe, DeepSeekConfig c, Tensor x, Tensor? indices = null)
     {
         var p = P(moe);
-        var scores = x.matmul(p["gate.weight"].t()).softmax(-1);
-        var (weights, indices) = scores.topk(c.NumExpertsPerTok, dim: -1);
+        var scores = x.matmul(p["gate.weight"].to(x.dtype).t()).softmax(-1);
+        Tensor weights;
+        if (indices is null) (weights, indices) = scores.topk(c.NumExpertsPerTok, dim: -1);
+        else weights = scores.gather(1, indices);
         var y = zeros_like(x);
         for (int e = 0; e < c.NRoutedExperts; e++)
         {
@@ -60,13 +75,16 @@ public class MoeEquivalenceTests
     }
 
     private static double RelativeError(Tensor actual, Tensor expected) =>
-        (actual - expected).abs().max().item<float>() / (double)expected.abs().max().item<float>();
+        (actual.to(float64) - expected.to(float64)).abs().max().item<double>() / expected.to(float64).abs().max().item<double>();
 
-    [Fact]
-    public void Forward_EqualsPerExpertReference_Fp32_WithIdenticalRouting()
+    [Theory]
+    [InlineData(1)]    // experts one after another on the calling thread
+    [InlineData(3)]    // experts on 3 threads, one intra-op thread each
+    [InlineData(null)] // the default: torch.get_num_threads() expert threads
+    public void Forward_EqualsPerExpertReference_Fp32_WithIdenticalRouting(int? expertThreads)
     {
         var c = V2LiteLike;
-        using var moe = NewMoe(c, weightsRequireGrad: false);
+        using var moe = NewMoe(c, weightsRequireGrad: false, expertThreads);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var x = randn(new long[] { Tokens, c.HiddenSize }, generator: new Generator(3));
@@ -83,12 +101,14 @@ public class MoeEquivalenceTests
     }
 
     [Theory]
-    [InlineData(true)]  // weights record gradients: separate w1/w3 GEMMs
-    [InlineData(false)] // weights frozen, as attribution runs: the fused GEMM
-    public void Backward_GradientsEqualPerExpertReference(bool weightsRequireGrad)
+    [InlineData(true, 1)]  // weights record gradients: separate w1/w3 GEMMs
+    [InlineData(false, 1)] // weights frozen, as attribution runs: the fused GEMM
+    [InlineData(true, 3)]  // the same with the experts on 3 threads (the graph is recorded on the worker threads)
+    [InlineData(false, 3)]
+    public void Backward_GradientsEqualPerExpertReference(bool weightsRequireGrad, int expertThreads)
     {
         var c = V2LiteLike;
-        using var moe = NewMoe(c, weightsRequireGrad);
+        using var moe = NewMoe(c, weightsRequireGrad, expertThreads);
         using var scope = NewDisposeScope();
         var g = new Generator(5);
         var x0 = randn(new long[] { 128, c.HiddenSize }, generator: g);
@@ -111,6 +131,138 @@ public class MoeEquivalenceTests
             var rel = RelativeError(got[n], p[n].grad!);
             Assert.True(rel <= 1e-5, $"d/d{n} differs from the reference by {rel:E2}; allowed 1e-5");
         }
+    }
+
+    [Fact]
+    public void ParallelExperts_AreBitwiseReproducible_EqualTheSequentialLoop_AndRestoreTheThreadCount()
+    {
+        var c = V2LiteLike;
+        using var moe = NewMoe(c, weightsRequireGrad: false);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var x = randn(new long[] { Tokens, c.HiddenSize }, generator: new Generator(11));
+        var routing = moe.Gate.Route(x, null);
+        int threadsBefore = get_num_threads();
+
+        moe.ExpertThreads = 1;
+        var sequential = moe.Dispatch(x, routing);
+        moe.ExpertThreads = 4;
+        var a = moe.Dispatch(x, routing);
+        Assert.Equal(threadsBefore, get_num_threads());
+        var b = moe.Dispatch(x, routing);
+        moe.ExpertThreads = 2;
+        var d = moe.Dispatch(x, routing);
+
+        // Which thread ran which expert changes between calls; the sum order does not, so the bits do not either.
+        Assert.True(a.eq(b).all().item<bool>(), "two parallel dispatches of the same input differ: the result depends on thread scheduling");
+        // Each expert's rows are single-threaded GEMMs in either parallel setting, so 2 and 4 threads agree bitwise too.
+        Assert.True(a.eq(d).all().item<bool>(), "2 and 4 expert threads differ");
+        var rel = RelativeError(a, sequential);
+        Assert.True(rel <= 1e-6, $"parallel experts differ from the sequential loop by {rel:E2}; allowed 1e-6 (float reassociation)");
+        Assert.True(a.abs().max().item<float>() > 0, "the dispatch returned zeros");
+        Assert.Equal(threadsBefore, get_num_threads());
+    }
+
+    [Fact]
+    public void ParallelExperts_AFailingExpert_FailsTheCall_AndRestoresTheThreadCount()
+    {
+        var c = V2LiteLike;
+        using var moe = NewMoe(c, weightsRequireGrad: false, expertThreads: 3);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var x = randn(new long[] { 64, c.HiddenSize }, generator: new Generator(13));
+        var routing = moe.Gate.Route(x, null);
+        long busiest = bincount(routing.Indices.flatten(), minlength: c.NRoutedExperts).argmax().item<long>();
+        // A w2 of the wrong width (as a bad reload would leave it): that expert's GEMM throws on a worker thread.
+        var w2 = (Linear)moe.Experts[(int)busiest].named_children().Single(m => m.name == "w2").module;
+        w2.weight = new Parameter(zeros(c.HiddenSize, c.MoeIntermediateSize + 1), requires_grad: false);
+        int threadsBefore = get_num_threads();
+        var ex = Assert.ThrowsAny<Exception>(() => moe.Dispatch(x, routing));
+        Assert.Contains("shape", ex.Message, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(threadsBefore, get_num_threads());
+    }
+
+    /// <summary>bf16 model (experts bf16, gate float32) against the float64 reference computed from the same bf16 weights.</summary>
+    [Theory]
+    [InlineData(true, 1)]  // GEMMs in float32 (what a CPU without native bf16 gets by default), experts sequential
+    [InlineData(true, 3)]  // ... on 3 expert threads
+    [InlineData(false, 3)] // libtorch's bf16 GEMMs (slow on such CPUs: fewer tokens)
+    public void Bf16_ForwardAndGradients_EqualTheReferenceWithinBf16Rounding(bool float32Gemms, int expertThreads)
+    {
+        var c = V2LiteLike;
+        using var moe = NewMoe(c, weightsRequireGrad: false, expertThreads, bfloat16);
+        foreach (var e in moe.Experts) e.Float32Gemms = float32Gemms;
+        moe.SharedExperts!.Float32Gemms = float32Gemms;
+        Assert.All(moe.Experts, e => Assert.NotNull(e.FusedGateUp()));
+        using var scope = NewDisposeScope();
+        int tokens = float32Gemms ? Tokens : 96;
+        var g = new Generator(17);
+        var x0 = randn(new long[] { tokens, c.HiddenSize }, generator: g).to(bfloat16);
+        var r = randn(new long[] { tokens, c.HiddenSize }, generator: g);
+
+        var x = x0.clone().requires_grad_(true);
+        var y = moe.forward(x);
+        Assert.Equal(bfloat16, y.dtype);
+        (y.to(float32) * r).sum().backward();
+        Assert.Equal(bfloat16, x.grad!.dtype);
+
+        // Reference: the same bf16 values in float64, routed to the experts the model's gate chose (its bf16 logits may
+        // break near-ties differently from float64), weighted by the float64 softmax scores of those experts.
+        var x64 = x0.to(float64).requires_grad_(true);
+        var (want, _) = Reference(moe, c, x64, moe.Gate.Route(x0, null).Indices);
+        var rel = RelativeError(y, want);
+        // bf16 keeps 8 significant bits: each rounding is ≤ 2^-9 relative; three GEMM outputs, SwiGLU and the sum add up
+        // to a few of them. 2^-5 (3.1e-2) relative to max |y| allows them and fails any real error (a dropped expert or
+        // a wrong weight is O(1)).
+        Assert.True(rel <= 1.0 / 32, $"bf16 MoE forward differs from the float64 reference by {rel:E2}; allowed 2^-5");
+        (want * r.to(float64)).sum().backward();
+        var relX = RelativeError(x.grad!, x64.grad!);
+        Assert.True(relX <= 1.0 / 32, $"bf16 d/dx differs from the float64 reference by {relX:E2}; allowed 2^-5");
+    }
+
+    [Fact]
+    public void Bf16_Float32Gemms_RoundLikeABf16GemmAccumulatingInFloat32()
+    {
+        // One expert, no SwiGLU rounding in between to hide behind: the float32 path of each GEMM must return exactly
+        // bf16(x·Wᵀ computed in float32) — libtorch's bf16 GEMM contract (float accumulation, one rounding) — within one
+        // bf16 ulp of libtorch's own bf16 GEMM.
+        manual_seed(19);
+        using var mlp = new Mlp("mlp", 64, 48);
+        mlp.to(bfloat16);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var p = P(mlp);
+        var x = randn(40, 64).to(bfloat16);
+        mlp.Float32Gemms = true;
+        var fast = mlp.forward(x);
+        mlp.Float32Gemms = false;
+        var native = mlp.forward(x);
+        var h = nn.functional.silu(x.to(float32).matmul(p["w1.weight"].to(float32).t()).to(bfloat16))
+            * x.to(float32).matmul(p["w3.weight"].to(float32).t()).to(bfloat16);
+        var want = h.to(float32).matmul(p["w2.weight"].to(float32).t()).to(bfloat16);
+        // bf16 ulp at |v| is 2^(floor(log2|v|) - 7). The fused [w1; w3] GEMM may regroup float32 sums against the two
+        // separate ones here, which can flip a rounding: one ulp of the largest output. A missing rounding step (SwiGLU in
+        // float32) or a float32 result would still pass a loose tolerance, so the dtype is asserted too.
+        Assert.Equal(bfloat16, fast.dtype);
+        double ulp = Math.Pow(2, Math.Floor(Math.Log2(want.to(float32).abs().max().item<float>())) - 7);
+        double dFast = (fast.to(float32) - want.to(float32)).abs().max().item<float>();
+        Assert.True(dFast <= ulp, $"the float32-GEMM path differs from bf16(float32 product) at each GEMM by {dFast:E2} (bf16 ulp of max |y|: {ulp:E2})");
+        double d = (native.to(float32) - fast.to(float32)).abs().max().item<float>();
+        Assert.True(d <= 2 * ulp, $"float32-GEMM path and libtorch's bf16 GEMMs differ by {d:E2} (bf16 ulp of max |y|: {ulp:E2})");
+    }
+
+    [Fact]
+    public void CpuHasNativeBf16_MatchesProcCpuinfo()
+    {
+        if (!File.Exists("/proc/cpuinfo") || !System.Runtime.Intrinsics.X86.X86Base.IsSupported) return; // Linux x86 only: the independent source
+        var flags = File.ReadLines("/proc/cpuinfo").First(l => l.StartsWith("flags", StringComparison.Ordinal)).Split(' ', ':', '\t');
+        bool want = flags.Contains("avx512_bf16") || flags.Contains("amx_bf16");
+        Assert.Equal(want, Mlp.CpuHasNativeBf16);
+        using var x = zeros(2, 4, dtype: bfloat16);
+        using var w = zeros(3, 4, dtype: bfloat16);
+        using var w32 = zeros(3, 4);
+        Assert.Equal(!want, Mlp.GemmsInFloat32(x, w));
+        Assert.False(Mlp.GemmsInFloat32(x.to(float32), w32), "float32 models must not take the bf16 path");
     }
 
     [Fact]
