@@ -145,7 +145,7 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     internal bool? Float32Gemms { get; set; }
 
     /// <summary>x·Wᵀ; in float32 and rounded once to x's dtype when <paramref name="up"/> (a bf16 GEMM accumulating in float32).</summary>
-    private static Tensor Linear(Tensor x, Tensor w, bool up)
+    internal static Tensor Linear(Tensor x, Tensor w, bool up)
     {
         if (!up) return nn.functional.linear(x, w);
         using var x32 = x.to(ScalarType.Float32);

@@ -14,6 +14,10 @@ namespace DeepSeekNotebooks.Model.Modules;
 /// Dispatch sorts the (token, slot) pairs by expert and runs each expert once on the contiguous block of tokens routed
 /// to it, adding its weighted output into a preallocated result with <c>index_add_</c>; no per-token loop, one host read
 /// (the counts) per layer. Each expert's gate and up projections run as one fused GEMM when possible (see <see cref="Mlp"/>).
+/// On the CPU with more than one torch thread the active experts run side by side, one intra-op thread each, and their
+/// outputs are added in expert order (bitwise reproducible for a thread count; see <see cref="Dispatch"/>). bf16 weights
+/// on a CPU without native bf16 multiply in float32 and round to bf16 (see <see cref="Mlp.forward"/>): bf16 is then a
+/// storage choice, at float32 GEMM speed.
 /// </remarks>
 public sealed class MoE : nn.Module<Tensor, Tensor>
 {
