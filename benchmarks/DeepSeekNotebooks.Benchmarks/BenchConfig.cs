@@ -14,7 +14,12 @@ public sealed class BenchConfig : ManualConfig
     {
         AddLogger(BenchmarkDotNet.Loggers.ConsoleLogger.Default);
         AddExporter(BenchmarkDotNet.Exporters.MarkdownExporter.GitHub);
-        AddJob(Job.Default.WithLaunchCount(1).WithWarmupCount(2).WithIterationCount(7).WithInvocationCount(1).WithUnrollFactor(1));
+        var job = Job.Default.WithLaunchCount(1).WithWarmupCount(2).WithIterationCount(7).WithInvocationCount(1).WithUnrollFactor(1);
+        // DSN_BENCH_INPROCESS=1: run the cases in this process (no generated project to build: on a loaded machine that
+        // build can exceed any timeout); cases then share the process, so peak RSS is the maximum so far.
+        if (Environment.GetEnvironmentVariable("DSN_BENCH_INPROCESS") == "1")
+            job = job.WithToolchain(BenchmarkDotNet.Toolchains.InProcess.Emit.InProcessEmitToolchain.Instance);
+        AddJob(job);
         AddDiagnoser(MemoryDiagnoser.Default);
         AddColumn(StatisticColumn.Median, new FlopsColumn(), new PeakRssColumn());
         AddColumnProvider(DefaultColumnProviders.Instance);
