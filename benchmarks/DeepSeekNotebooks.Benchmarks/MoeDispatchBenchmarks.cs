@@ -10,7 +10,8 @@ namespace DeepSeekNotebooks.Benchmarks;
 /// <summary>
 /// MoE layer forward (routed experts only, 512 tokens) in float32 and bfloat16: the seed's per-token loop, the official
 /// reference's per-expert gather/scatter, and the kit's sort-by-expert dispatch (fused gate/up GEMM, index_add_ into a
-/// preallocated result) — next to a 2048³ GEMM of the same dtype measuring this CPU's peak in the same run.
+/// preallocated result; experts on torch.get_num_threads() threads, or one after another) — next to a 2048³ GEMM of the
+/// same dtype measuring this CPU's peak in the same run. <see cref="InterleavedMoe"/> measures MoE and GEMM alternately.
 /// </summary>
 public class MoeDispatchBenchmarks
 {
@@ -90,6 +91,16 @@ public class MoeDispatchBenchmarks
         }
         _a = randn(GemmSide(DType), GemmSide(DType)).to(Dt);
         _b = randn(GemmSide(DType), GemmSide(DType)).to(Dt);
+    }
+
+    /// <summary>Releases the case's weights (in-process runs, DSN_BENCH_INPROCESS=1, would otherwise hold every case's 1–2 GB).</summary>
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        foreach (var t in new[] { _x, _weights, _indices, _a, _b }) t?.Dispose();
+        _moe?.Dispose();
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
     }
 
     /// <summary>FLOPs: 3 GEMMs of 2·d·w per routed (token, expert) pair; 2·n³ for the matmul.</summary>
