@@ -115,7 +115,7 @@ public class NotebookSeriesTests : IClassFixture<DefaultSeriesFixture>, IClassFi
         ["08-medical-imaging"] = 12,   // + data randomisation (Adebayo et al. 2018 §4.2)
         ["09-financial-fraud"] = 13,
         ["10-your-own-checkpoint"] = 5,   // expert usage, IG; inspect: parameters, bytes vs 24 GB; stream vs memory peak
-        ["11-generations"] = 12,       // V3 and V4 side by side (GenerationsNotebookTests)
+        ["11-generations"] = 16,       // V3 and V4 side by side, with the kit's V4 diagnostics (GenerationsNotebookTests)
     };
 
     private static IEnumerable<string> NotebookNames() =>
