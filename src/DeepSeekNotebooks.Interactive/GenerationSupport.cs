@@ -5,11 +5,6 @@ namespace DeepSeekNotebooks.Interactive;
 /// <summary>A family of the kit's analyses whose applicability depends on the model generation (see <see cref="GenerationSupport"/>).</summary>
 public enum GenerationDependentAnalysis
 {
-    /// <summary>
-    /// Analyses that read attention as a [query, key] matrix over the raw tokens: rollout, attention flow, per-head
-    /// statistics by distance, boundary and token class.
-    /// </summary>
-    AttentionOverRawTokens,
     /// <summary>Analyses that read or replace each head's output (<c>attn.z</c>): direct logit attribution by head, per-head patching, head ablation.</summary>
     PerHeadOutputs,
     /// <summary>Ablations that mask the selection scores of every MoE block at once (top-r masking): hash-routed blocks have none.</summary>
@@ -31,16 +26,13 @@ public static class GenerationSupport
         ArgumentNullException.ThrowIfNull(config);
         return analysis switch
         {
-            GenerationDependentAnalysis.AttentionOverRawTokens when config.CompressedAttention is not null =>
-                $"(skipped: DeepSeek-V4 attention also attends compressed entries (compress_ratios) and a sink besides a {config.CompressedAttention.SlidingWindow}-token window; " +
-                "this analysis reads attention as a matrix over raw tokens only and does not take V4 yet — notebook 11 shows where V4 attention mass goes)",
             GenerationDependentAnalysis.PerHeadOutputs when config.CompressedAttention is not null =>
                 "(skipped: DeepSeek-V4 attention exposes no per-head output hook point (attn.z) yet: its heads are combined by the grouped low-rank output projection wo_a/wo_b, which the per-head decomposition does not take)",
             GenerationDependentAnalysis.SelectionMaskingEveryBlock when config.NumHashLayers > 0 =>
                 $"(skipped: MoE blocks 0..{config.NumHashLayers - 1} are hash-routed (num_hash_layers = {config.NumHashLayers}): their experts come from the tid2eid table, with no selection scores to mask, so masking every block's top experts does not apply)",
             GenerationDependentAnalysis.MlaLatent when config.CompressedAttention is not null =>
                 $"(skipped: DeepSeek-V4 attention has no key/value latent (kv_lora_rank): it caches one shared key = value head of head_dim {config.CompressedAttention.HeadDim} per token, plus compressed entries)",
-            GenerationDependentAnalysis.AttentionOverRawTokens or GenerationDependentAnalysis.PerHeadOutputs
+            GenerationDependentAnalysis.PerHeadOutputs
                 or GenerationDependentAnalysis.SelectionMaskingEveryBlock or GenerationDependentAnalysis.MlaLatent => null,
             _ => throw new ArgumentOutOfRangeException(nameof(analysis), analysis, "not a GenerationDependentAnalysis"),
         };

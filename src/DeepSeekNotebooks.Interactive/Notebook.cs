@@ -36,6 +36,44 @@ public static class Notebook
                $"torch: {TorchRuntime.Status}";
     }
 
+    /// <summary>Environment variable naming the residency notebooks load with (<c>auto</c>, <c>memory</c>, <c>stream</c>; <c>report --residency</c> sets it).</summary>
+    public const string ResidencyVariable = "DEEPSEEK_RESIDENCY";
+    /// <summary>Environment variable naming the compute dtype notebooks load with (<c>f32</c>, <c>bf16</c>; <c>report --dtype</c> sets it).</summary>
+    public const string DTypeVariable = "DEEPSEEK_DTYPE";
+
+    /// <summary>
+    /// The load options of the analysed checkpoint, as the second cell passes them to
+    /// <c>Checkpoint.Load(checkpointDir, Notebook.LoadOptions())</c>: the residency from <c>$DEEPSEEK_RESIDENCY</c> and the
+    /// compute dtype from <c>$DEEPSEEK_DTYPE</c> (the report runner's <c>--residency</c>/<c>--dtype</c> set them, as
+    /// <c>--checkpoint</c> sets <c>$DEEPSEEK_CHECKPOINT</c>); unset or empty means <see cref="CheckpointLoadOptions"/>'s
+    /// defaults, <see cref="Residency.Auto"/> and float32.
+    /// </summary>
+    /// <exception cref="ArgumentException">A variable holds a value other than the accepted ones (the message names it and them).</exception>
+    public static CheckpointLoadOptions LoadOptions() =>
+        LoadOptions(Environment.GetEnvironmentVariable(ResidencyVariable), Environment.GetEnvironmentVariable(DTypeVariable));
+
+    /// <summary>
+    /// <see cref="LoadOptions()"/> from the given texts: residency <c>auto|memory|stream</c>, dtype <c>f32|bf16</c>
+    /// (case-insensitive; null or empty = the default).
+    /// </summary>
+    /// <exception cref="ArgumentException">A value other than the accepted ones.</exception>
+    public static CheckpointLoadOptions LoadOptions(string? residency, string? dtype) => new()
+    {
+        Residency = string.IsNullOrWhiteSpace(residency) ? Residency.Auto : residency.Trim().ToLowerInvariant() switch
+        {
+            "auto" => Residency.Auto,
+            "memory" => Residency.Memory,
+            "stream" => Residency.Stream,
+            _ => throw new ArgumentException($"{ResidencyVariable} (report --residency) must be auto, memory or stream, got '{residency}'", nameof(residency)),
+        },
+        DType = string.IsNullOrWhiteSpace(dtype) ? TorchSharp.torch.ScalarType.Float32 : dtype.Trim().ToLowerInvariant() switch
+        {
+            "f32" => TorchSharp.torch.ScalarType.Float32,
+            "bf16" => TorchSharp.torch.ScalarType.BFloat16,
+            _ => throw new ArgumentException($"{DTypeVariable} (report --dtype) must be f32 or bf16, got '{dtype}'", nameof(dtype)),
+        },
+    };
+
     /// <summary>Models with fewer parameters than this run on one intra-op thread (<see cref="UseThreadsFor"/>).</summary>
     public const long SmallModelParameters = 50_000_000;
 

@@ -20,7 +20,8 @@ internal sealed class NotebookRunner
 {
     private static readonly SemaphoreSlim ProcessWideGate = new(1, 1);
 
-    private static readonly TimeSpan WarmUpTimeout = TimeSpan.FromMinutes(2);
+    /// <summary>At least this long for the kernel's first (trivial) submission; longer when the cell budget is (see <see cref="RunAsync"/>).</summary>
+    private static readonly TimeSpan MinWarmUpTimeout = TimeSpan.FromMinutes(2);
 
     private readonly TimeSpan _cellTimeout;
     private readonly IReadOnlyDictionary<string, string?> _environment;
@@ -117,8 +118,17 @@ internal sealed class NotebookRunner
 
             // Warm up the compiler outside the cell budget: the first submission of a process pays Roslyn's start-up
             // (seconds on a busy machine), which must not make a short --cell-timeout fire on a trivial first cell.
-            await Task.Run(() => kernel.SendAsync(new SubmitCode("System.Threading.Thread.Yield();", KernelFactory.CSharpKernelName), cancellationToken), cancellationToken)
-                .WaitAsync(WarmUpTimeout, cancellationToken);
+            // The budget is the larger of 2 min and --cell-timeout: on a saturated machine (load ~30 on 2 cores) 2 min was not enough.
+            var warmUp = _cellTimeout > MinWarmUpTimeout ? _cellTimeout : MinWarmUpTimeout;
+            try
+            {
+                await Task.Run(() => kernel.SendAsync(new SubmitCode("System.Threading.Thread.Yield();", KernelFactory.CSharpKernelName), cancellationToken), cancellationToken)
+                    .WaitAsync(warmUp, cancellationToken);
+            }
+            catch (TimeoutException e)
+            {
+                throw new TimeoutException($"the C# kernel did not start within {warmUp.TotalSeconds:0} s (its first, trivial submission: compiler warm-up; the machine may be overloaded, or raise --cell-timeout)", e);
+            }
 
             var executionCount = 0;
             var done = 0;

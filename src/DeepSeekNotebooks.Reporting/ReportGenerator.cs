@@ -15,10 +15,25 @@ public sealed class ReportGenerator(ReportOptions options)
 
     /// <summary>
     /// Runs every notebook (each in a fresh in-process kernel, one at a time) and writes the artefacts. Throws
-    /// <see cref="ArgumentException"/> when the output folder is the notebook folder; a failing notebook is recorded, not thrown.
+    /// <see cref="ArgumentException"/> when the output folder is the notebook folder or a load option is not one notebooks
+    /// take (before any notebook runs); a failing notebook is recorded, not thrown.
     /// </summary>
     public async Task<ReportSummary> RunAsync(IProgress<ReportProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        // Load options are checked before any notebook runs (a bad one would otherwise fail every notebook's second cell).
+        var residency = options.Residency switch
+        {
+            null => null,
+            { } r when Enum.IsDefined(r) => r.ToString().ToLowerInvariant(),
+            var r => throw new ArgumentException($"Residency must be Auto, Memory or Stream, got {(int)r.Value}", nameof(options)),
+        };
+        var dtype = options.DType switch
+        {
+            null => null,
+            TorchSharp.torch.ScalarType.Float32 => "f32",
+            TorchSharp.torch.ScalarType.BFloat16 => "bf16",
+            var d => throw new ArgumentException($"DType must be Float32 or BFloat16 (the compute dtypes notebooks load with), got {d}", nameof(options)),
+        };
         var notebooksDir = Path.GetFullPath(options.NotebooksDirectory);
         var outDir = Path.GetFullPath(options.OutputDirectory);
         if (string.Equals(notebooksDir.TrimEnd(Path.DirectorySeparatorChar), outDir.TrimEnd(Path.DirectorySeparatorChar), StringComparison.Ordinal))
@@ -28,6 +43,8 @@ public sealed class ReportGenerator(ReportOptions options)
         var environment = new Dictionary<string, string?> { [ReportOptions.HeadlessVariable] = "1" };
         if (options.CheckpointPath is { } checkpoint)
             environment[ReportOptions.CheckpointVariable] = Path.GetFullPath(checkpoint);
+        if (residency is not null) environment[DeepSeekNotebooks.Interactive.Notebook.ResidencyVariable] = residency;
+        if (dtype is not null) environment[DeepSeekNotebooks.Interactive.Notebook.DTypeVariable] = dtype;
         var runner = new NotebookRunner(options.CellTimeout, environment);
 
         var reports = new List<NotebookReport>();

@@ -17,6 +17,16 @@ public sealed record ReportOptions
     public required string OutputDirectory { get; init; }
     /// <summary>Checkpoint every notebook analyses (handed over as <see cref="CheckpointVariable"/>); null leaves the variable as it is.</summary>
     public string? CheckpointPath { get; init; }
+    /// <summary>
+    /// Residency every notebook loads its checkpoint with (handed over as <c>$DEEPSEEK_RESIDENCY</c>, read by
+    /// <c>Notebook.LoadOptions()</c> in the notebooks' second cell); null leaves the variable as it is.
+    /// </summary>
+    public DeepSeekNotebooks.Model.Checkpoints.Residency? Residency { get; init; }
+    /// <summary>
+    /// Compute dtype every notebook loads its checkpoint with, float32 or bfloat16 (handed over as <c>$DEEPSEEK_DTYPE</c>);
+    /// null leaves the variable as it is.
+    /// </summary>
+    public TorchSharp.torch.ScalarType? DType { get; init; }
     /// <summary>Wall-clock budget of one cell.</summary>
     public TimeSpan CellTimeout { get; init; } = TimeSpan.FromMinutes(10);
     /// <summary>Replace code-cell source with a placeholder in the HTML reports (the executed .ipynb keeps it).</summary>

@@ -103,6 +103,18 @@ public class ReportCommandTests
         Assert.Contains("not found", console);
     }
 
+    [Theory]
+    [InlineData("--residency", "disk", "--residency must be auto, memory or stream, got 'disk'")]
+    [InlineData("--dtype", "fp16", "--dtype must be f32 or bf16, got 'fp16'")]
+    public async Task A_bad_residency_or_dtype_is_refused_before_any_notebook_runs(string option, string value, string message)
+    {
+        var output = ReportTestSupport.NewOutputFolder();
+        var (exit, console) = await ReportTestSupport.InvokeReportAsync("--notebooks", ReportTestSupport.NotebookFolder("suite"), "--out", output, option, value);
+        Assert.Equal(2, exit);
+        Assert.Contains(message, console);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(output));   // no notebook ran
+    }
+
     [Fact]
     public void Notebook_runner_api_reports_malformed_files_without_throwing()
     {

@@ -25,7 +25,7 @@ public class GenerationsNotebookTests
             var outcome = (await SeriesRun.RunAsync(null, dir))[Name];
             Assert.True(outcome.Report.Run.Status == NotebookStatus.Succeeded, outcome.Describe());
             Assert.Empty(outcome.Errors);
-            Assert.True(outcome.Charts >= 12, $"{outcome.Charts} chart outputs, expected at least 12");
+            Assert.True(outcome.Charts >= 16, $"{outcome.Charts} chart outputs, expected at least 16 (12 + compression by distance, indexer recall, comb distances, readout by depth)");
             CheckAnyCheckpoint(outcome);
             CheckBundled(outcome);
         }
@@ -49,6 +49,20 @@ public class GenerationsNotebookTests
         // Hash routing is a table lookup: the hook point equals tid2eid[ids], so a token id always gets the same experts.
         Assert.Equal(0, o.Value("hash_lookup_mismatches"));
         Assert.Equal(0, o.Value("hash_layer_inconsistency"));
+        // The kit's diagnostics: CompressionDiagnostics' window + compressed + sink means are the whole softmax; recall is
+        // 1 by definition where every visible entry was kept; the mHC readout splits exactly into its per-sub-layer terms.
+        if (!double.IsNaN(o.Value("compression_mass_sum_max_deviation"))) Assert.InRange(o.Value("compression_mass_sum_max_deviation"), 0, 1e-5);
+        if (o.Value("indexer_layers") > 0)
+        {
+            Assert.InRange(o.Value("indexer_trivial_recall_max_deviation"), 0, 1e-6);
+            if (!double.IsNaN(o.Value("indexer_recall_where_sparse_min"))) Assert.InRange(o.Value("indexer_recall_where_sparse_min"), 0, 1 + 1e-9);
+        }
+        if (!double.IsNaN(o.Value("hc_reconstruction_error")))
+        {
+            Assert.InRange(o.Value("hc_reconstruction_error"), 0, 1e-4);
+            Assert.Equal(2 * o.Value("hc_layers"), o.Value("hc_nominal_depth"));          // two sites (attention, FFN) per block
+            Assert.InRange(o.Value("hc_effective_depth"), 0, o.Value("hc_nominal_depth"));
+        }
     }
 
     /// <summary>On the default run: both bundled models are compared, trained models beat a uniform guess, the QAT rounding costs little.</summary>
@@ -59,5 +73,12 @@ public class GenerationsNotebookTests
         Assert.True(o.Value("hash_lookups") > 0, "the V4 model's hash layer was observed");
         Assert.InRange(o.Value("v4_loss_plain_float"), 0, Math.Log(512));          // below a uniform guess over the 512-token vocabulary
         Assert.InRange(o.Value("v4_loss_official") - o.Value("v4_loss_plain_float"), -0.1, 0.1);
+        // The diagnostics ran on the bundled V4 model: one indexer per CSA block (compress ratio 4 in its config.json), two mHC
+        // sites per block, and its indexer had to choose on the held-out documents (more completed entries than index_topk).
+        var v4Config = SeriesRun.ConfigJson(DeepSeekNotebooks.Training.BundledModel.Checkpoint(DeepSeekNotebooks.Training.BundledModel.V4Name));
+        Assert.Equal(v4Config["compress_ratios"]!.AsArray().Take((int)v4Config["num_hidden_layers"]!).Count(r => (int)r! == 4), o.Value("indexer_layers"));
+        Assert.Equal((int)v4Config["num_hidden_layers"]!, o.Value("hc_layers"));
+        Assert.InRange(o.Value("indexer_recall_where_sparse_min"), 0, 1);
+        Assert.InRange(o.Value("indexer_random_pick_recall_min"), 1e-9, 1 - 1e-9);
     }
 }

@@ -81,7 +81,8 @@ public partial class NotebookHeaderTests
         var cells = CodeCells(notebook);
         if (notebook.StartsWith('_')) return; // the kernel smoke test loads a fixture on purpose
         Assert.Contains("var checkpointDir = BundledModel.DefaultCheckpoint();", cells[1]);
-        Assert.Contains("Checkpoint.Load(checkpointDir)", cells[1]);
+        // With the load options report --residency/--dtype hand over ($DEEPSEEK_RESIDENCY, $DEEPSEEK_DTYPE).
+        Assert.Contains("Checkpoint.Load(checkpointDir, Notebook.LoadOptions())", cells[1]);
         Assert.Contains("Notebook.UseThreadsFor(model)", cells[1]);
         Assert.All(cells, c => Assert.DoesNotContain("set_num_threads", c));
     }

@@ -6,7 +6,8 @@ namespace DeepSeekNotebooks.Reporting.Tests;
 /// <c>report --checkpoint data/checkpoints/deepseek-tiny-v4</c>: the notebooks of the series that run on the bundled
 /// DeepSeek-V4 model (sliding window / CSA / HCA attention with sinks, 4 hyper-connection streams, a hash-routed first
 /// block) run with zero error outputs; sections whose analysis does not take V4 yet say so in one line (from the config,
-/// <c>GenerationSupport</c>) instead of failing, and notebook 11's V4 identities hold. The whole series is in the list.
+/// <c>GenerationSupport</c>) instead of failing; rollout, flow, head statistics and induction run on V4's token-mapped
+/// attention and their stated values hold; notebook 11's V4 identities hold. The whole series is in the list.
 /// </summary>
 [Collection(NotebookSeriesCollection.Name)]
 [Trait("Category", "Slow")]
@@ -36,7 +37,24 @@ public class V4SeriesTests
             // Attribution runs on V4 (the hash-routed block routes by the input's token ids along the whole path).
             Assert.Contains(outcomes["03-attribution"].Outputs, o => o.ToString().Contains("Target: the logit of token"));
             Assert.DoesNotContain(outcomes["03-attribution"].Outputs, o => o.ToString().Contains("(skipped:"));
-            Assert.Contains(outcomes["04-attention"].Outputs, o => o.ToString().Contains("(skipped: DeepSeek-V4 attention also attends compressed entries"));
+            // Rollout, flow, head statistics and induction run on V4 through TokenAttention (window + compressed entries
+            // mapped back to tokens, the sink's share to no token) instead of skipping.
+            var config = SeriesRun.ConfigJson(checkpoint);
+            foreach (var name in new[] { "00-quickstart", "04-attention", "07-representations" })
+            {
+                Assert.DoesNotContain(outcomes[name].Outputs, o => o.ToString().Contains("does not take V4 yet"));
+                StatedValues.CheckAnyCheckpoint(name, outcomes[name], config);
+            }
+            var attention = outcomes["04-attention"];
+            Assert.True(attention.Charts >= 10, $"04 on V4: {attention.Charts} charts (heatmaps, rollout, flow, where the mass goes, head statistics)");
+            // Every mapped row plus its sink share is 1 (mass conserved through the compressed entries); the sinks take some.
+            Assert.InRange(attention.Value("token_attention_row_sum_error"), 0, 1e-5);
+            Assert.InRange(attention.Value("sink_share_max"), 1e-6, 1);
+            // The window layers cannot reach the first repeat of 24 tokens through an 8-token window: induction score exactly 0.
+            var representations = outcomes["07-representations"];
+            Assert.Equal((int)config["sliding_window"]!, representations.Value("sliding_window"));
+            Assert.True(representations.Value("induction_repeat_length") > representations.Value("sliding_window"));
+            Assert.Equal(0, representations.Value("induction_window_layers_max_score"));
             GenerationsNotebookTests.CheckAnyCheckpoint(outcomes[GenerationsNotebookTests.Name]);
             Assert.Equal(1, outcomes[GenerationsNotebookTests.Name].Value("v4_models"));
         }

@@ -25,6 +25,14 @@ public static class ReportCommand
         {
             Description = $"Checkpoint folder handed to notebooks through the {ReportOptions.CheckpointVariable} environment variable.",
         };
+        var residency = new Option<string?>("--residency")
+        {
+            Description = "Residency every notebook loads its checkpoint with: auto (the loader's default), memory or stream; handed over through $DEEPSEEK_RESIDENCY (Notebook.LoadOptions() in each notebook's second cell).",
+        };
+        var dtype = new Option<string?>("--dtype")
+        {
+            Description = "Compute dtype every notebook loads its checkpoint with: f32 (default) or bf16 (half the memory; much slower on CPUs without native bf16, docs/benchmarks.md); handed over through $DEEPSEEK_DTYPE.",
+        };
         var cellTimeout = new Option<double>("--cell-timeout")
         {
             Description = "Seconds a single cell may run before it is reported as timed out.",
@@ -41,19 +49,35 @@ public static class ReportCommand
 
         var command = new Command("report", "Execute notebooks headlessly and write offline HTML reports.")
         {
-            notebooks, output, checkpoint, cellTimeout, redact,
+            notebooks, output, checkpoint, residency, dtype, cellTimeout, redact,
         };
         command.SetAction(async (parse, ct) =>
         {
+            var target = console ?? AnsiConsole.Console;
+            DeepSeekNotebooks.Model.Checkpoints.Residency? residencyValue = null;
+            TorchSharp.torch.ScalarType? dtypeValue = null;
+            try
+            {
+                // Refused here, before any notebook runs, naming the value and the accepted ones.
+                if (parse.GetValue(residency) is { } r) residencyValue = CliSupport.ParseResidency(r);
+                if (parse.GetValue(dtype) is { } d) dtypeValue = CliSupport.ParseDType(d);
+            }
+            catch (UsageException e)
+            {
+                target.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+                return 2;
+            }
             var options = new ReportOptions
             {
                 NotebooksDirectory = parse.GetValue(notebooks)!.FullName,
                 OutputDirectory = parse.GetValue(output)!.FullName,
                 CheckpointPath = parse.GetValue(checkpoint)?.FullName,
+                Residency = residencyValue,
+                DType = dtypeValue,
                 CellTimeout = TimeSpan.FromSeconds(parse.GetValue(cellTimeout)),
                 RedactInputs = parse.GetValue(redact),
             };
-            return await RunAsync(options, console ?? AnsiConsole.Console, ct);
+            return await RunAsync(options, target, ct);
         });
         return command;
     }
