@@ -340,6 +340,7 @@ public sealed class Checkpoint : IDisposable
 
             // 4. Memory: read each tensor into its parameter. Stream: only the non-block parameters; blocks come in per forward.
             using (no_grad())
+            using (weights.ReuseStaging())
             {
                 int done = 0, total = stream ? parameters.Keys.Count(n => !BlockStreamer.TryLayer(n, out _)) : parameters.Count;
                 foreach (var (name, p) in parameters)
