@@ -21,7 +21,7 @@ public sealed class Block : nn.Module<Tensor, Tensor>
     // The residual kind: null = one stream; DeepSeek-V4 mHC streams (official names hc_attn_fn, …, flat on the block).
     private readonly Parameter? hc_attn_fn, hc_attn_base, hc_attn_scale, hc_ffn_fn, hc_ffn_base, hc_ffn_scale;
 
-    /// <param name="parameters">How parameters are made (null: initialised; the loader passes <see cref="ParameterFactory.ForLoading"/>).</param>
+    // parameters: how parameters are made (null: initialised; the loader passes ParameterFactory.ForLoading).
     internal Block(string name, DeepSeekConfig c, int layer, ParameterFactory? parameters = null) : base(name)
     {
         var p = parameters ?? ParameterFactory.Initialised;
