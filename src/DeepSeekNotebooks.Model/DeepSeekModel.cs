@@ -25,30 +25,28 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
     // DeepSeek-V4 mHC head (official names): collapses the streams before the final norm.
     private readonly Parameter? hc_head_fn, hc_head_base, hc_head_scale;
 
-    private DeepSeekModel(DeepSeekConfig config, ScalarType? dtype = null, Device? device = null, Action<Block>? blockBuilt = null) : base("DeepSeekModel")
+    private DeepSeekModel(DeepSeekConfig config, ParameterFactory parameters, Action<Block>? blockBuilt = null) : base("DeepSeekModel")
     {
         Config = config.Validate();
-        embed = nn.Embedding(config.VocabSize, config.HiddenSize, device: device, dtype: dtype);
-        // Blocks are built one at a time and handed to blockBuilt (the loader converts each to the compute dtype and, when
-        // streaming, releases its storage) before the next is made, so building never holds more than one float32 block.
+        embed = parameters.Embedding(config.VocabSize, config.HiddenSize);
+        // Blocks are built one at a time and handed to blockBuilt (the streaming loader releases each block's storage) before
+        // the next is made; a loading factory makes them in the compute dtype and device directly, so nothing is converted.
         var blocks = new Block[config.NumHiddenLayers];
         for (int i = 0; i < blocks.Length; i++)
         {
-            blocks[i] = new Block($"layers.{i}", config, i);
+            blocks[i] = new Block($"layers.{i}", config, i, parameters);
             blockBuilt?.Invoke(blocks[i]);
         }
         layers = new ModuleList<Block>(blocks);
-        norm = new RMSNorm("norm", config.HiddenSize, config.RmsNormEps);
-        if (dtype is { } dt) norm.to(dt);
-        if (device is not null) norm.to(device);
-        head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false, device: device, dtype: dtype);
+        norm = new RMSNorm("norm", config.HiddenSize, config.RmsNormEps, parameters);
+        head = parameters.Linear(config.HiddenSize, config.VocabSize);
         if (config.TieWordEmbeddings) head.weight = embed.weight;
         _inverseFrequencies = RotaryEmbedding.InverseFrequencies(config);
         if (config.HyperConnections is { } hc)
         {
-            hc_head_fn = new Parameter(zeros(hc.Mult, (long)hc.Mult * config.HiddenSize, dtype: dtype, device: device));
-            hc_head_base = new Parameter(zeros(hc.Mult, dtype: dtype, device: device));
-            hc_head_scale = new Parameter(ones(1, dtype: dtype, device: device));
+            hc_head_fn = parameters.Zeros(new[] { hc.Mult, (long)hc.Mult * config.HiddenSize });
+            hc_head_base = parameters.Zeros(new long[] { hc.Mult });
+            hc_head_scale = parameters.Ones(1);
         }
         RegisterComponents();
     }
@@ -60,7 +58,7 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
     public static DeepSeekModel Create(DeepSeekConfig config, long? seed = null)
     {
         TorchRuntime.EnsureLoaded();
-        var model = new DeepSeekModel(config);
+        var model = new DeepSeekModel(config, ParameterFactory.Initialised);
         using var _ = no_grad();
         var generator = seed is { } s ? new Generator((ulong)s) : null;
         foreach (var (name, p) in model.named_parameters())
@@ -80,18 +78,16 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// Builds a model of the given shape whose weights are loaded next, with every parameter in <paramref name="dtype"/> on
-    /// <paramref name="device"/>; each block is passed to <paramref name="blockBuilt"/> as soon as it is made.
+    /// Builds a model of the given shape whose weights are loaded next: every parameter is allocated uninitialised
+    /// (<see cref="ParameterFactory.ForLoading"/>) in <paramref name="dtype"/> (default float32) on <paramref name="device"/>
+    /// (default CPU), with no random initialisation and no float32 copy converted afterwards; each block is passed to
+    /// <paramref name="blockBuilt"/> as soon as it is made. Every parameter holds arbitrary values until the caller writes
+    /// it: only a loader that has checked that each one has a stored tensor may call this.
     /// </summary>
     internal static DeepSeekModel CreateEmpty(DeepSeekConfig config, ScalarType? dtype = null, Device? device = null, Action<Block>? blockBuilt = null)
     {
         TorchRuntime.EnsureLoaded();
-        var model = new DeepSeekModel(config, dtype, device, b =>
-        {
-            if (dtype is { } dt && dt != ScalarType.Float32) b.to(dt);
-            if (device is not null && device.type != DeviceType.CPU) b.to(device);
-            blockBuilt?.Invoke(b);
-        });
+        var model = new DeepSeekModel(config, ParameterFactory.ForLoading(dtype ?? ScalarType.Float32, device), blockBuilt);
         model.eval();
         return model;
     }
@@ -138,20 +134,42 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
     }
     private QuantisationSimulation _quantisation = QuantisationSimulation.Official;
 
-    /// <summary>Token ids [batch, seq] (int64) → logits [batch, seq, vocab] at every position (causal).</summary>
+    /// <summary>
+    /// Token ids [batch, seq] (int64) → logits [batch, seq, vocab] at every position (causal). Ids on another device than
+    /// the model's (e.g. made on the CPU for a CUDA model) are moved to it; the logits are on the model's device.
+    /// </summary>
     public override Tensor forward(Tensor inputIds)
     {
         using var scope = NewDisposeScope();
+        inputIds = ToModelDevice(inputIds);
         return Forward(Embed(inputIds), null, Ids(inputIds)).MoveToOuterDisposeScope();
     }
 
     private static Tensor Ids(Tensor inputIds) => inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds;
 
-    /// <summary>Looks up token embeddings [batch, seq, dim] after checking the ids (<see cref="CheckInputIds"/>).</summary>
+    /// <summary>The device the model's weights are on (where its entry points move token ids).</summary>
+    public Device Device => head.weight!.device;
+
+    /// <summary>
+    /// <paramref name="t"/> on the model's device (<see cref="Device"/>): the same tensor when it is already there (the
+    /// usual CPU case: no copy, no new handle), else a copy moved there (<c>t.to(device)</c>), e.g. token ids or a
+    /// mask made on the CPU for a model on CUDA.
+    /// </summary>
+    internal Tensor ToModelDevice(Tensor t) => OnDevice(t, head.weight!);
+
+    /// <summary><paramref name="t"/> on <paramref name="like"/>'s device: the same tensor when already there, else <c>t.to(like.device)</c>.</summary>
+    internal static Tensor OnDevice(Tensor t, Tensor like) =>
+        t.device_type == like.device_type && t.device_index == like.device_index ? t : t.to(like.device);
+
+    /// <summary>
+    /// Looks up token embeddings [batch, seq, dim] after checking the ids (<see cref="CheckInputIds"/>); ids on another
+    /// device than the model's are moved to it.
+    /// </summary>
     public Tensor Embed(Tensor inputIds)
     {
         CheckInputIds(inputIds);
-        return embed.forward(inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds);
+        var ids = ToModelDevice(inputIds);
+        return embed.forward(ids.dim() == 1 ? ids.unsqueeze(0) : ids);
     }
 
     /// <summary>
@@ -173,7 +191,7 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
         if (inputIds is not null)
         {
             CheckInputIds(inputIds);
-            var ids = Ids(inputIds);
+            var ids = Ids(ToModelDevice(inputIds));
             if (ids.shape[0] != embeddings.shape[0] || ids.shape[1] != embeddings.shape[1])
                 throw new ArgumentException($"inputIds [{string.Join(", ", ids.shape)}] must match the embeddings' [batch, seq] = [{embeddings.shape[0]}, {embeddings.shape[1]}]", nameof(inputIds));
             inputIds = ids;
@@ -208,7 +226,7 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
                 "Residency.Memory for it, or record only embed / ln_final / logits.");
         using (var scope = NewDisposeScope())
         {
-            var ids = inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds;
+            var ids = Ids(ToModelDevice(inputIds));
             var embeddings = ctx.Point(HookPoints.Embed, Embed(ids));
             Forward(embeddings, ctx, ids);
         }
@@ -224,7 +242,7 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
         ArgumentNullException.ThrowIfNull(hooks);
         using var scope = NewDisposeScope();
         var ctx = new ForwardContext(Config, null, hooks, keepGraph: true);
-        var ids = inputIds.dim() == 1 ? inputIds.unsqueeze(0) : inputIds;
+        var ids = Ids(ToModelDevice(inputIds));
         var embeddings = ctx.Point(HookPoints.Embed, Embed(ids));
         return Forward(embeddings, ctx, ids).MoveToOuterDisposeScope();
     }
@@ -333,8 +351,9 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
             throw new ArgumentException("the token sequence is empty; give at least one token id", nameof(inputIds));
         CheckLength(seq);
         long min, max;
-        using (var lo = inputIds.min().to(ScalarType.Int64)) min = lo.item<long>();   // item<long> needs an int64 tensor (ids may be int32)
-        using (var hi = inputIds.max().to(ScalarType.Int64)) max = hi.item<long>();
+        // item<long> needs an int64 tensor (ids may be int32); .cpu() makes the host read explicit for ids on a device (no-op on the CPU).
+        using (var lo = inputIds.min().to(ScalarType.Int64).cpu()) min = lo.item<long>();
+        using (var hi = inputIds.max().to(ScalarType.Int64).cpu()) max = hi.item<long>();
         if (min < 0 || max >= Config.VocabSize)
             throw new ArgumentException(
                 $"token id {(min < 0 ? min : max)} is out of range: ids must be in [0, {Config.VocabSize - 1}] (vocab_size {Config.VocabSize})", nameof(inputIds));

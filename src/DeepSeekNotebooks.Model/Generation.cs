@@ -76,7 +76,7 @@ internal static class Generation
             using (var scope = NewDisposeScope())
             {
                 var input = tensor(ids.ToArray(), dtype: ScalarType.Int64).unsqueeze(0);
-                logits = model.forward(input)[0, -1].to(ScalarType.Float64).data<double>().ToArray();
+                logits = model.forward(input)[0, -1].to(ScalarType.Float64).cpu().data<double>().ToArray();
             }
             long next = rng is null ? ArgMax(logits) : Sample(logits, options, rng);
             ids.Add(next);

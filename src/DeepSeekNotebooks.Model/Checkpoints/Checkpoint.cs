@@ -312,8 +312,11 @@ public sealed class Checkpoint : IDisposable
         var device = options.Device ?? CPU;
         bool stream = residency == Residency.Stream;
 
-        // 2. Build the model in the compute dtype, block by block; a streamed block's storage is released as soon as the
-        //    block is built (its shapes are kept), so building holds at most one block.
+        // 2. Build the model with uninitialised parameters made directly in the compute dtype and device (no random
+        //    initialisation, no float32 copy converted afterwards: DeepSeekModel.CreateEmpty), block by block; every one is
+        //    written in step 4 or, streamed, when its block is brought in, and step 3 refuses a checkpoint that lacks any.
+        //    A streamed block's storage is released as soon as the block is built (its shapes are kept); its memory was
+        //    never written, so it never became resident.
         var shapes = new Dictionary<string, long[]>();
         DeepSeekModel model = DeepSeekModel.CreateEmpty(config, options.DType, options.Device, block =>
         {
@@ -326,10 +329,6 @@ public sealed class Checkpoint : IDisposable
                     p.set_(nothing);
                     p.requires_grad_(false);
                 }
-            // TorchSharp's modules make their parameters from temporaries (torch.empty(...).AsParameter()) that share the
-            // storage and are freed only by their finalizers: collect them now, or building would hold the whole model.
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
             TrimNativeHeap();
         });
         try
@@ -341,6 +340,7 @@ public sealed class Checkpoint : IDisposable
 
             // 4. Memory: read each tensor into its parameter. Stream: only the non-block parameters; blocks come in per forward.
             using (no_grad())
+            using (weights.ReuseStaging())
             {
                 int done = 0, total = stream ? parameters.Keys.Count(n => !BlockStreamer.TryLayer(n, out _)) : parameters.Count;
                 foreach (var (name, p) in parameters)

@@ -21,23 +21,25 @@ public sealed class Block : nn.Module<Tensor, Tensor>
     // The residual kind: null = one stream; DeepSeek-V4 mHC streams (official names hc_attn_fn, …, flat on the block).
     private readonly Parameter? hc_attn_fn, hc_attn_base, hc_attn_scale, hc_ffn_fn, hc_ffn_base, hc_ffn_scale;
 
-    internal Block(string name, DeepSeekConfig c, int layer) : base(name)
+    // parameters: how parameters are made (null: initialised; the loader passes ParameterFactory.ForLoading).
+    internal Block(string name, DeepSeekConfig c, int layer, ParameterFactory? parameters = null) : base(name)
     {
+        var p = parameters ?? ParameterFactory.Initialised;
         _layer = layer;
         _c = c;
-        attn_norm = new RMSNorm("attn_norm", c.HiddenSize, c.RmsNormEps);
-        attn = c.CompressedAttention is null ? new MultiHeadLatentAttention("attn", c, layer) : new CompressedAttention("attn", c, layer);
-        ffn_norm = new RMSNorm("ffn_norm", c.HiddenSize, c.RmsNormEps);
-        ffn = c.IsMoeLayer(layer) ? new MoE("ffn", c, layer) : new Mlp("ffn", c.HiddenSize, c.IntermediateSize, c.SwigluLimit);
+        attn_norm = new RMSNorm("attn_norm", c.HiddenSize, c.RmsNormEps, p);
+        attn = c.CompressedAttention is null ? new MultiHeadLatentAttention("attn", c, layer, p) : new CompressedAttention("attn", c, layer, p);
+        ffn_norm = new RMSNorm("ffn_norm", c.HiddenSize, c.RmsNormEps, p);
+        ffn = c.IsMoeLayer(layer) ? new MoE("ffn", c, layer, p) : new Mlp("ffn", c.HiddenSize, c.IntermediateSize, c.SwigluLimit, p);
         if (c.HyperConnections is { } hc)
         {
             long mix = (2 + hc.Mult) * hc.Mult, dim = (long)hc.Mult * c.HiddenSize;
-            hc_attn_fn = new Parameter(zeros(mix, dim));
-            hc_attn_base = new Parameter(zeros(mix));
-            hc_attn_scale = new Parameter(ones(3));
-            hc_ffn_fn = new Parameter(zeros(mix, dim));
-            hc_ffn_base = new Parameter(zeros(mix));
-            hc_ffn_scale = new Parameter(ones(3));
+            hc_attn_fn = p.Zeros(new[] { mix, dim });
+            hc_attn_base = p.Zeros(new[] { mix });
+            hc_attn_scale = p.Ones(3);
+            hc_ffn_fn = p.Zeros(new[] { mix, dim });
+            hc_ffn_base = p.Zeros(new[] { mix });
+            hc_ffn_scale = p.Ones(3);
         }
         RegisterComponents();
     }

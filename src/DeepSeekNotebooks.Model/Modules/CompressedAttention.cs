@@ -29,8 +29,9 @@ public sealed class CompressedAttention : nn.Module<Tensor, Tensor>
     private readonly Compressor? compressor;
     private readonly CompressedIndexer? indexer;
 
-    internal CompressedAttention(string name, DeepSeekConfig c, int layer) : base(name)
+    internal CompressedAttention(string name, DeepSeekConfig c, int layer, ParameterFactory? parameters = null) : base(name)
     {
+        var p = parameters ?? ParameterFactory.Initialised;
         var a = c.CompressedAttention!;
         _c = c;
         _layer = layer;
@@ -42,21 +43,21 @@ public sealed class CompressedAttention : nn.Module<Tensor, Tensor>
         _oRank = a.OLoraRank;
         _ratio = c.CompressRatio(layer);
         int rank = c.QLoraRank!.Value;
-        attn_sink = new Parameter(zeros(_heads));
-        wq_a = nn.Linear(c.HiddenSize, rank, hasBias: false);
-        q_norm = new RMSNorm("q_norm", rank, c.RmsNormEps);
-        wq_b = nn.Linear(rank, (long)_heads * _headDim, hasBias: false);
-        wkv = nn.Linear(c.HiddenSize, _headDim, hasBias: false);
-        kv_norm = new RMSNorm("kv_norm", _headDim, c.RmsNormEps);
-        wo_a = nn.Linear((long)_heads * _headDim / _groups, (long)_groups * _oRank, hasBias: false);
-        wo_b = nn.Linear((long)_groups * _oRank, c.HiddenSize, hasBias: false);
+        attn_sink = p.Zeros(new long[] { _heads });
+        wq_a = p.Linear(c.HiddenSize, rank);
+        q_norm = new RMSNorm("q_norm", rank, c.RmsNormEps, p);
+        wq_b = p.Linear(rank, (long)_heads * _headDim);
+        wkv = p.Linear(c.HiddenSize, _headDim);
+        kv_norm = new RMSNorm("kv_norm", _headDim, c.RmsNormEps, p);
+        wo_a = p.Linear((long)_heads * _headDim / _groups, (long)_groups * _oRank);
+        wo_b = p.Linear((long)_groups * _oRank, c.HiddenSize);
         _inverseFrequencies = _ratio == 0
             ? RotaryEmbedding.InverseFrequencies(_ropeDim, c.RopeTheta, null)
             : RotaryEmbedding.InverseFrequencies(_ropeDim, a.CompressRopeTheta, c.RopeScaling);
         if (_ratio > 0)
         {
-            compressor = new Compressor("compressor", c, _ratio, _headDim, rotate: false, _inverseFrequencies);
-            if (_ratio == 4) indexer = new CompressedIndexer("indexer", c, layer, _inverseFrequencies);
+            compressor = new Compressor("compressor", c, _ratio, _headDim, rotate: false, _inverseFrequencies, p);
+            if (_ratio == 4) indexer = new CompressedIndexer("indexer", c, layer, _inverseFrequencies, p);
         }
         RegisterComponents();
     }

@@ -23,17 +23,18 @@ public sealed class CompressedIndexer : nn.Module<Tensor, Tensor>
     private readonly Linear wq_b, weights_proj;
     private readonly Compressor compressor;
 
-    internal CompressedIndexer(string name, DeepSeekConfig c, int layer, float[] inverseFrequencies) : base(name)
+    internal CompressedIndexer(string name, DeepSeekConfig c, int layer, float[] inverseFrequencies, ParameterFactory? parameters = null) : base(name)
     {
+        var p = parameters ?? ParameterFactory.Initialised;
         var ix = c.Indexer!;
         _layer = layer;
         _heads = ix.NHeads;
         _headDim = ix.HeadDim;
         _topk = ix.Topk;
         _ropeDim = c.QkRopeHeadDim;
-        wq_b = nn.Linear(c.QLoraRank!.Value, (long)ix.NHeads * ix.HeadDim, hasBias: false);
-        weights_proj = nn.Linear(c.HiddenSize, ix.NHeads, hasBias: false);
-        compressor = new Compressor("compressor", c, c.CompressRatio(layer), ix.HeadDim, rotate: true, inverseFrequencies);
+        wq_b = p.Linear(c.QLoraRank!.Value, (long)ix.NHeads * ix.HeadDim);
+        weights_proj = p.Linear(c.HiddenSize, ix.NHeads);
+        compressor = new Compressor("compressor", c, c.CompressRatio(layer), ix.HeadDim, rotate: true, inverseFrequencies, p);
         RegisterComponents();
     }
 

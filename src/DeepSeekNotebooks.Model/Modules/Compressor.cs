@@ -24,8 +24,9 @@ public sealed class Compressor : nn.Module<Tensor, Tensor>
 
     private readonly float[] _inverseFrequencies;
 
-    internal Compressor(string name, DeepSeekConfig c, int ratio, int headDim, bool rotate, float[] inverseFrequencies) : base(name)
+    internal Compressor(string name, DeepSeekConfig c, int ratio, int headDim, bool rotate, float[] inverseFrequencies, ParameterFactory? parameters = null) : base(name)
     {
+        var p = parameters ?? ParameterFactory.Initialised;
         _inverseFrequencies = inverseFrequencies;
         _ratio = ratio;
         _headDim = headDim;
@@ -33,10 +34,10 @@ public sealed class Compressor : nn.Module<Tensor, Tensor>
         _overlap = ratio == 4;
         Rotate = rotate;
         int coff = _overlap ? 2 : 1;
-        ape = new Parameter(zeros(ratio, coff * headDim));
-        wkv = nn.Linear(c.HiddenSize, coff * headDim, hasBias: false);
-        wgate = nn.Linear(c.HiddenSize, coff * headDim, hasBias: false);
-        norm = new RMSNorm("norm", headDim, c.RmsNormEps);
+        ape = p.Zeros(new long[] { ratio, coff * headDim });
+        wkv = p.Linear(c.HiddenSize, coff * headDim);
+        wgate = p.Linear(c.HiddenSize, coff * headDim);
+        norm = new RMSNorm("norm", headDim, c.RmsNormEps, p);
         RegisterComponents();
     }
 

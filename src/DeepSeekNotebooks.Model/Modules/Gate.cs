@@ -37,14 +37,15 @@ public sealed class Gate : nn.Module<Tensor, Tensor>
     // moves like any parameter; the checkpoint stores it as I32 (official) or I64 (Hugging Face).
     private readonly Parameter? tid2eid;
 
-    internal Gate(string name, DeepSeekConfig c, int layer) : base(name)
+    internal Gate(string name, DeepSeekConfig c, int layer, ParameterFactory? parameters = null) : base(name)
     {
+        var p = parameters ?? ParameterFactory.Initialised;
         _c = c;
         _layer = layer;
-        weight = new Parameter(empty(c.NRoutedExperts, c.HiddenSize));
+        weight = p.Empty(c.NRoutedExperts, c.HiddenSize);
         if (c.IsHashLayer(layer))
-            tid2eid = new Parameter(zeros(c.VocabSize, c.NumExpertsPerTok, dtype: float32), requires_grad: false);
-        else if (c.HasGateBias) bias = new Parameter(zeros(c.NRoutedExperts, dtype: float32), requires_grad: false);
+            tid2eid = p.Zeros(new long[] { c.VocabSize, c.NumExpertsPerTok }, float32, requiresGrad: false);
+        else if (c.HasGateBias) bias = p.Zeros(new long[] { c.NRoutedExperts }, float32, requiresGrad: false);
         RegisterComponents();
     }
 

@@ -36,15 +36,16 @@ public sealed class LightningIndexer : nn.Module<Tensor, Tensor, Tensor>
     private readonly LayerNorm k_norm;
     private readonly float[] _inverseFrequencies;
 
-    internal LightningIndexer(string name, DeepSeekConfig c, int layer) : base(name)
+    internal LightningIndexer(string name, DeepSeekConfig c, int layer, ParameterFactory? parameters = null) : base(name)
     {
+        var p = parameters ?? ParameterFactory.Initialised;
         _c = c;
         _ix = c.Indexer ?? throw new ArgumentException("the configuration has no lightning indexer (index_n_heads, index_head_dim, index_topk)", nameof(c));
         _layer = layer;
-        wq_b = nn.Linear(c.QLoraRank!.Value, _ix.NHeads * _ix.HeadDim, hasBias: false);
-        wk = nn.Linear(c.HiddenSize, _ix.HeadDim, hasBias: false);
-        k_norm = nn.LayerNorm(_ix.HeadDim, eps: 1e-6);
-        weights_proj = nn.Linear(c.HiddenSize, _ix.NHeads, hasBias: false);
+        wq_b = p.Linear(c.QLoraRank!.Value, _ix.NHeads * _ix.HeadDim);
+        wk = p.Linear(c.HiddenSize, _ix.HeadDim);
+        k_norm = p.LayerNorm(_ix.HeadDim, eps: 1e-6);
+        weights_proj = p.Linear(c.HiddenSize, _ix.NHeads);
         _inverseFrequencies = RotaryEmbedding.InverseFrequencies(c);
         RegisterComponents();
     }

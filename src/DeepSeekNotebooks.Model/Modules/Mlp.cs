@@ -22,14 +22,30 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     private readonly Linear w1, w2, w3;
     private readonly double _limit;
 
-    internal Mlp(string name, long dim, long interDim, double swigluLimit = 0) : base(name)
+    internal Mlp(string name, long dim, long interDim, double swigluLimit = 0, ParameterFactory? parameters = null) : base(name)
     {
         _limit = swigluLimit;
-        w1 = nn.Linear(dim, interDim, hasBias: false);
-        w2 = nn.Linear(interDim, dim, hasBias: false);
-        w3 = nn.Linear(dim, interDim, hasBias: false);
+        var p = parameters ?? ParameterFactory.Initialised;
+        if (p.Initialises)
+        {
+            w1 = p.Linear(dim, interDim);
+            w2 = p.Linear(interDim, dim);
+            w3 = p.Linear(dim, interDim);
+            RegisterComponents();
+            FuseGateUp();
+            return;
+        }
+        // For loading: w1 and w3 are made as the two halves of one uninitialised [2·inter, dim] storage, the layout
+        // FuseGateUp would copy them into, so the loader fills the fused storage in place (no concatenated copy).
+        using (var fused = p.Uninitialised(2 * interDim, dim))
+        {
+            w1 = ParameterFactory.Linear(fused.narrow(0, 0, interDim));
+            w3 = ParameterFactory.Linear(fused.narrow(0, interDim, interDim));
+        }
+        w2 = p.Linear(interDim, dim);
         RegisterComponents();
-        FuseGateUp();
+        _fusedW1 = w1.weight!.Handle;
+        _fusedW3 = w3.weight!.Handle;
     }
 
     /// <summary>Hidden width of this MLP.</summary>

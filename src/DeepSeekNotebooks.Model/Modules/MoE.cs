@@ -27,15 +27,15 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
     private readonly ModuleList<Mlp> experts;
     private readonly Mlp? shared_experts;
 
-    internal MoE(string name, DeepSeekConfig c, int layer) : base(name)
+    internal MoE(string name, DeepSeekConfig c, int layer, ParameterFactory? parameters = null) : base(name)
     {
         _c = c;
         _layer = layer;
-        gate = new Gate("gate", c, layer);
+        gate = new Gate("gate", c, layer, parameters);
         experts = new ModuleList<Mlp>(Enumerable.Range(0, c.NRoutedExperts)
-            .Select(i => new Mlp($"experts.{i}", c.HiddenSize, c.MoeIntermediateSize, c.SwigluLimit)).ToArray());
+            .Select(i => new Mlp($"experts.{i}", c.HiddenSize, c.MoeIntermediateSize, c.SwigluLimit, parameters)).ToArray());
         // The shared expert is clamped too (current official V4 revision, HF 60d8d707).
-        if (c.NSharedExperts > 0) shared_experts = new Mlp("shared_experts", c.HiddenSize, (long)c.NSharedExperts * c.MoeIntermediateSize, c.SwigluLimit);
+        if (c.NSharedExperts > 0) shared_experts = new Mlp("shared_experts", c.HiddenSize, (long)c.NSharedExperts * c.MoeIntermediateSize, c.SwigluLimit, parameters);
         RegisterComponents();
     }
 

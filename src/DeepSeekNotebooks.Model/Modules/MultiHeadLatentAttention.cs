@@ -32,26 +32,27 @@ public sealed class MultiHeadLatentAttention : nn.Module<Tensor, Tensor>
     private readonly float[] _inverseFrequencies;
     private QuantisationSimulation _quantisation = QuantisationSimulation.Official;
 
-    internal MultiHeadLatentAttention(string name, DeepSeekConfig c, int layer) : base(name)
+    internal MultiHeadLatentAttention(string name, DeepSeekConfig c, int layer, ParameterFactory? parameters = null) : base(name)
     {
+        var p = parameters ?? ParameterFactory.Initialised;
         _c = c;
         _layer = layer;
         long h = c.NumAttentionHeads;
         if (c.QLoraRank is { } rank)
         {
-            wq_a = nn.Linear(c.HiddenSize, rank, hasBias: false);
-            q_norm = new RMSNorm("q_norm", rank, c.RmsNormEps);
-            wq_b = nn.Linear(rank, h * c.QkHeadDim, hasBias: false);
+            wq_a = p.Linear(c.HiddenSize, rank);
+            q_norm = new RMSNorm("q_norm", rank, c.RmsNormEps, p);
+            wq_b = p.Linear(rank, h * c.QkHeadDim);
         }
         else
         {
-            wq = nn.Linear(c.HiddenSize, h * c.QkHeadDim, hasBias: false);
+            wq = p.Linear(c.HiddenSize, h * c.QkHeadDim);
         }
-        wkv_a = nn.Linear(c.HiddenSize, c.KvLoraRank + c.QkRopeHeadDim, hasBias: false);
-        kv_norm = new RMSNorm("kv_norm", c.KvLoraRank, c.RmsNormEps);
-        wkv_b = nn.Linear(c.KvLoraRank, h * (c.QkNopeHeadDim + c.VHeadDim), hasBias: false);
-        wo = nn.Linear(h * c.VHeadDim, c.HiddenSize, hasBias: false);
-        if (c.Indexer is not null) indexer = new LightningIndexer("indexer", c, layer);
+        wkv_a = p.Linear(c.HiddenSize, c.KvLoraRank + c.QkRopeHeadDim);
+        kv_norm = new RMSNorm("kv_norm", c.KvLoraRank, c.RmsNormEps, p);
+        wkv_b = p.Linear(c.KvLoraRank, h * (c.QkNopeHeadDim + c.VHeadDim));
+        wo = p.Linear(h * c.VHeadDim, c.HiddenSize);
+        if (c.Indexer is not null) indexer = new LightningIndexer("indexer", c, layer, p);
         _inverseFrequencies = RotaryEmbedding.InverseFrequencies(c);
         RegisterComponents();
     }

@@ -10,10 +10,10 @@ public sealed class RMSNorm : nn.Module<Tensor, Tensor>
     private readonly double _eps;
     private readonly Parameter weight;
 
-    internal RMSNorm(string name, long dim, double eps) : base(name)
+    internal RMSNorm(string name, long dim, double eps, ParameterFactory? parameters = null) : base(name)
     {
         _eps = eps;
-        weight = new Parameter(ones(dim));
+        weight = (parameters ?? ParameterFactory.Initialised).Ones(dim);
         RegisterComponents();
     }
 
