@@ -14,7 +14,7 @@ namespace DeepSeekNotebooks.Analysis.Tests.Generations;
 public class GenerationRoutingSwitchTests
 {
     private static readonly long[] Ids = GenerationModels.Ids24.Take(16).ToArray();
-    private const int GridPoints = 33;
+    private const int GridPoints = 17;
     private readonly ITestOutputHelper _out;
     public GenerationRoutingSwitchTests(ITestOutputHelper output) { _out = output; }
 
@@ -30,7 +30,7 @@ public class GenerationRoutingSwitchTests
         var model = ckpt.Model;
         var target = AttributionTarget.Logit(-1, 7);
         var watch = System.Diagnostics.Stopwatch.StartNew();
-        var r = RoutingSwitches.Analyse(model, Ids, target, Baseline.Zeros, gridPoints: GridPoints, tolerance: 1e-5, igNSteps: 32);
+        var r = RoutingSwitches.Analyse(model, Ids, target, Baseline.Zeros, gridPoints: GridPoints, tolerance: 1e-3, igNSteps: 16);
         _out.WriteLine($"{r.Summary()} ({watch.Elapsed.TotalSeconds:F1} s)");
         Assert.Equal(indexerLayers, r.IndexerLayers);
         Assert.Equal(indexerLayers, r.IndexerSwitches.Select(s => s.Layer).ToArray());
