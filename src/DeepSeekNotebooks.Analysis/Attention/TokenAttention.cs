@@ -78,7 +78,7 @@ public static class TokenAttention
             if (kind is AttentionKind.Mla or AttentionKind.MlaWithIndexer) continue;
             names.Add(HookPoints.AttnSinkShare(l));
             if (kind != AttentionKind.SlidingWindow)
-                names.Add(config.HyperConnections is null ? HookPoints.ResidPre(l) : HookPoints.HcAttnCollapsed(l));
+                names.Add(AttentionInputPoint(config, l));
         }
         return names;
     }
@@ -116,10 +116,7 @@ public static class TokenAttention
             var compressedShare = zeros(h, s, dtype: float64);
             if (pattern.shape[2] > s)
             {
-                var block = model.Layers[l];
-                var input = trace[model.Config.HyperConnections is null ? HookPoints.ResidPre(l) : HookPoints.HcAttnCollapsed(l)];
-                var x = block.AttentionNorm.forward(input.narrow(0, batchIndex, 1));
-                var map = EntryTokenWeights(block.CompressedAttention!.Compressor!, x)[0];                 // [C, s]
+                var map = EntryTokenMap(model, trace, l, batchIndex);                                       // [C, s]
                 var entries = pattern.narrow(2, s, pattern.shape[2] - s);                                   // [h, s, C]
                 if (entries.shape[2] != map.shape[0])
                     throw new ArgumentException($"layer {l}: the pattern has {entries.shape[2]} compressed entries but the compressor makes {map.shape[0]} for {s} tokens", nameof(trace));
@@ -137,6 +134,26 @@ public static class TokenAttention
     {
         ArgumentNullException.ThrowIfNull(layers);
         return layers.Select(l => l.Pattern).ToArray();
+    }
+
+    /// <summary>The hook point holding a V4 attention sub-layer's input (before <c>attn_norm</c>): <c>hc_attn.collapsed</c> with streams, else <c>resid_pre</c>.</summary>
+    internal static string AttentionInputPoint(DeepSeekConfig config, int layer) =>
+        config.HyperConnections is null ? HookPoints.ResidPre(layer) : HookPoints.HcAttnCollapsed(layer);
+
+    /// <summary>
+    /// Entry → token weights [C, seq] (float64, detached) of compressed layer <paramref name="layer"/> for sequence
+    /// <paramref name="batchIndex"/> of <paramref name="trace"/> (recorded with <see cref="AttentionInputPoint"/>):
+    /// <see cref="EntryTokenWeights"/> on the layer's <c>attn_norm</c> output. The one map from compressed entries to
+    /// tokens (also used by attention×gradient).
+    /// </summary>
+    internal static Tensor EntryTokenMap(DeepSeekModel model, ModelTrace trace, int layer, int batchIndex)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var block = model.Layers[layer];
+        var input = trace[AttentionInputPoint(model.Config, layer)].detach();
+        var x = block.AttentionNorm.forward(input.narrow(0, batchIndex, 1));
+        return EntryTokenWeights(block.CompressedAttention!.Compressor!, x)[0].MoveToOuterDisposeScope();
     }
 
     /// <summary>

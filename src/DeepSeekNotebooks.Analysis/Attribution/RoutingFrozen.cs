@@ -292,18 +292,35 @@ internal static class PathRouting
 
     /// <summary>
     /// F of each row of <paramref name="points"/> [m, seq, dim] and, per MoE layer, each row's routing as one key:
-    /// per token its k experts sorted ascending (the top-k <i>set</i>), [m][layer][seq·k].
+    /// per token its k experts sorted ascending (the top-k <i>set</i>), [m][layer][seq·k]; and per layer of
+    /// <paramref name="indexerLayers"/> each row's indexer selection at <c>blocks.{L}.attn.indexer.topk</c> as one key per
+    /// query: V3.2's key mask as 0/1 over the keys [seq·seq], V4's compressed-entry picks sorted ascending [seq·k] (−1 = none).
     /// </summary>
-    internal static (double[] F, long[][][] Sets) Probe(DeepSeekModel model, Tensor points, ResolvedTarget target, int[] moeLayers)
+    internal static (double[] F, long[][][] Sets, long[][][] IndexerSets) Probe(DeepSeekModel model, Tensor points, ResolvedTarget target, int[] moeLayers,
+        int[]? indexerLayers = null)
     {
+        indexerLayers ??= Array.Empty<int>();
         var captured = new SortedDictionary<int, long[]>();
         var hooks = CaptureHooks(model.Config, captured);
+        var indexerCaptured = new SortedDictionary<int, (long[] Values, bool Mask)>();
+        foreach (int layer in indexerLayers)
+        {
+            int l = layer;
+            hooks[HookPoints.IndexerTopk(l)] = (v, _) =>
+            {
+                bool mask = v.dtype == ScalarType.Bool;
+                using var cpu = v.detach().to(ScalarType.Int64).cpu().contiguous();
+                indexerCaptured[l] = (cpu.data<long>().ToArray(), mask);
+                return null;
+            };
+        }
         double[] f;
         using (var scope = NewDisposeScope())
         using (var _ = no_grad())
             f = target.Evaluate(model.ForwardFromEmbeddings(points, hooks.Count == 0 ? null : hooks, AttributionCore.RoutingIds(points, target))).to(float64).cpu().data<double>().ToArray();
         int m = (int)points.shape[0], seq = (int)points.shape[1];
         var sets = new long[m][][];
+        var indexerSets = new long[m][][];
         for (int r = 0; r < m; r++)
         {
             sets[r] = new long[moeLayers.Length][];
@@ -316,8 +333,26 @@ internal static class PathRouting
                 for (int t = 0; t < seq; t++) Array.Sort(row, t * k, k);
                 sets[r][li] = row;
             }
+            indexerSets[r] = new long[indexerLayers.Length][];
+            for (int li = 0; li < indexerLayers.Length; li++)
+            {
+                if (!indexerCaptured.TryGetValue(indexerLayers[li], out var sel))
+                    throw new InvalidOperationException($"{HookPoints.IndexerTopk(indexerLayers[li])} was not reached by the forward (a layer without a lightning indexer?)");
+                int k = sel.Values.Length / (m * seq);
+                var row = new long[seq * k];
+                Array.Copy(sel.Values, (long)r * seq * k, row, 0, seq * k);
+                if (!sel.Mask) for (int t = 0; t < seq; t++) Array.Sort(row, t * k, k);   // the picked entries as a set
+                indexerSets[r][li] = row;
+            }
         }
-        return (f, sets);
+        return (f, sets, indexerSets);
+    }
+
+    /// <summary>The layers with a lightning indexer whose selection a forward from embeddings exposes at <c>blocks.{L}.attn.indexer.topk</c> (V3.2: every layer; V4: CSA layers).</summary>
+    internal static int[] IndexerLayers(DeepSeekConfig config)
+    {
+        var names = new HashSet<string>(HookPoints.All(config), StringComparer.Ordinal);
+        return Enumerable.Range(0, config.NumHiddenLayers).Where(l => names.Contains(HookPoints.IndexerTopk(l))).ToArray();
     }
 
     private static Dictionary<string, HookFunction> CaptureHooks(DeepSeekConfig c, SortedDictionary<int, long[]> into)
