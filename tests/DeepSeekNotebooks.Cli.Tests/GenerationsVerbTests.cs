@@ -189,7 +189,22 @@ public class GenerationsVerbTests : IDisposable
         var b = Run("generate", "--checkpoint", Checkpoint(generation), "--input-ids", Ids, "--max-new-tokens", "4", "--quantisation", "off");
         Ok(a); Ok(b);
         Assert.Equal(a.Out, b.Out);
-        Assert.False(string.IsNullOrWhiteSpace(a.Out));
+        // Greedy decoding is repeated argmax of the last position's logits (Holtzman et al. 2020, §2): recompute it
+        // with the model's own forward, re-run over the whole sequence each step (no cache), and compare the new ids.
+        using var doc = JsonDocument.Parse(a.Out.Trim());
+        var newIds = doc.RootElement.GetProperty("new_ids").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+        Assert.Equal(4, newIds.Length);
+        using var ckpt = DeepSeekNotebooks.Model.Checkpoints.Checkpoint.Load(Checkpoint(generation),
+            new CheckpointLoadOptions { Quantisation = DeepSeekNotebooks.Model.Modules.QuantisationSimulation.Off });
+        var seq = Enumerable.Range(40, 16).Select(i => (long)i).ToList();
+        using (TorchSharp.torch.no_grad())
+            for (int i = 0; i < 4; i++)
+            {
+                using var ids = TorchSharp.torch.tensor(seq.ToArray()).unsqueeze(0);
+                using var logits = ckpt.Model.forward(ids);
+                seq.Add(logits[0, -1].argmax().item<long>());
+            }
+        Assert.Equal(seq.Skip(16), newIds);
     }
 
     [Theory]
