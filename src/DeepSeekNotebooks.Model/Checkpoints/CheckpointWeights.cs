@@ -182,6 +182,14 @@ internal sealed class CheckpointWeights
         }
     }
 
+    /// <summary>
+    /// The dtype parameter <paramref name="name"/> is stored in, when it is a plain bf16/fp16/f32 tensor (not a packed
+    /// expert slice, not FP8/FP4), else null.
+    /// </summary>
+    internal ScalarType? StoredFloatDType(string name) =>
+        _sources.TryGetValue(name, out var s) && s.SliceShape is null && s.Info.DType is SafetensorsDType.BF16 or SafetensorsDType.F16 or SafetensorsDType.F32
+            ? TorchType(s.Info.DType) : null;
+
     /// <summary>A new tensor of parameter <paramref name="name"/>'s shape in <paramref name="dtype"/> on <paramref name="device"/>, read as <see cref="ReadInto"/>.</summary>
     internal Tensor Read(string name, long[] shape, ScalarType dtype, Device device)
     {
@@ -195,10 +203,17 @@ internal sealed class CheckpointWeights
     {
         // Σ in float64 of finite float32/bf16 values cannot overflow (≤ 2^53 elements × 3.4e38 < 1.8e308), so the sum is
         // finite exactly when every element is: one pass over the weights, no [numel] boolean mask allocated.
+        // Summed in chunks: sum(dtype: float64) converts its whole input to float64 first (4× a bf16 table: 1.7 GB for
+        // V2-Lite's embedding), a chunk at a time it holds ≤ 32 MiB.
         if (p.is_floating_point() && p.numel() > 0)
         {
-            double total;
-            using (var s = p.sum(ScalarType.Float64)) total = s.cpu().item<double>();
+            double total = 0;
+            using var flat = p.reshape(-1);
+            const long chunk = 1L << 22;
+            for (long start = 0; start < flat.numel() && double.IsFinite(total); start += chunk)
+                using (var part = flat.narrow(0, start, Math.Min(chunk, flat.numel() - start)))
+                using (var s = part.sum(ScalarType.Float64))
+                    total += s.cpu().item<double>();
             if (!double.IsFinite(total))
                 throw new CheckpointException($"tensor {info.Name} contains NaN or infinite values");
         }
