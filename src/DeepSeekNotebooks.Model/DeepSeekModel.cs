@@ -96,9 +96,15 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
     public DeepSeekConfig Config { get; }
     /// <summary>The blocks, in order.</summary>
     public IReadOnlyList<Block> Layers => layers.ToList();
-    /// <summary>The token embedding table [vocab, dim].</summary>
+    /// <summary>
+    /// The token embedding table [vocab, dim], in the compute dtype; in stream residency, in the checkpoint's storage dtype
+    /// when that is narrower (bf16/fp16 files computed in float32: <see cref="Embed"/> converts the rows it gathers).
+    /// </summary>
     public Parameter EmbeddingWeight => embed.weight!;
-    /// <summary>The output head [vocab, dim].</summary>
+    /// <summary>
+    /// The output head [vocab, dim], in the compute dtype; in stream residency, in the checkpoint's storage dtype when that
+    /// is narrower (use <see cref="Unembed"/>, which converts it chunk by chunk, rather than a matmul with this tensor).
+    /// </summary>
     public Parameter HeadWeight => head.weight!;
     /// <summary>The final RMSNorm.</summary>
     public RMSNorm FinalNorm => norm;
@@ -169,7 +175,47 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
     {
         CheckInputIds(inputIds);
         var ids = ToModelDevice(inputIds);
-        return embed.forward(ids.dim() == 1 ? ids.unsqueeze(0) : ids);
+        var rows = embed.forward(ids.dim() == 1 ? ids.unsqueeze(0) : ids);
+        return rows.dtype == ComputeDType ? rows : rows.to(ComputeDType);
+    }
+
+    /// <summary>
+    /// The output head on final-norm activations [..., dim] → logits [..., vocab] (TransformerLens' <c>unembed</c>), in
+    /// the activations' dtype. When the head is held in a narrower storage dtype (stream residency) it is converted in
+    /// chunks of rows per call, forward and backward, so no full-width copy of it is ever made.
+    /// </summary>
+    public Tensor Unembed(Tensor normed)
+    {
+        var w = head.weight!;
+        if (w.dtype == normed.dtype) return head.forward(normed);
+        if (!normed.is_floating_point())
+            throw new ArgumentException($"activations must be floating point, got {normed.dtype}", nameof(normed));
+        return Checkpoints.ChunkedHeadFunction.apply(normed, new Checkpoints.ChunkedHeadCall(w, Checkpoints.ChunkedHeadFunction.RowsPerChunk(w.shape[1], normed.dtype)));
+    }
+
+    /// <summary>The dtype the model computes in (its parameters' dtype, except a head/embedding held narrower in stream residency).</summary>
+    internal ScalarType ComputeDType => _computeDType ?? embed.weight!.dtype;
+    private ScalarType? _computeDType;
+
+    /// <summary>
+    /// Stream residency with narrower stored weights: the embedding table and the head are held in <paramref name="storage"/>
+    /// (what the files hold, e.g. bf16) instead of the compute dtype; their parameters are replaced by empty ones the loader
+    /// then reads into. <see cref="Embed"/>, <see cref="Unembed"/> and the forward convert per use.
+    /// </summary>
+    internal void HoldEmbeddingAndHeadIn(ScalarType storage)
+    {
+        var compute = ComputeDType;
+        if (storage == compute) return;
+        using (no_grad())
+        {
+            var oldEmbed = embed.weight!;
+            var oldHead = head.weight!;
+            embed.weight = new Parameter(empty(oldEmbed.shape, dtype: storage, device: oldEmbed.device), requires_grad: false);
+            head.weight = Config.TieWordEmbeddings ? embed.weight : new Parameter(empty(oldHead.shape, dtype: storage, device: oldHead.device), requires_grad: false);
+            oldEmbed.Dispose();
+            oldHead.Dispose();
+        }
+        _computeDType = compute;
     }
 
     /// <summary>
@@ -199,10 +245,10 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
         // Embeddings follow the weights' dtype and device: attribution paths (α·(x − baseline)) are built in float32, so a bf16
         // model computes in bf16 and the gradient flows back through the cast to the caller's tensor (a no-op in float32 on CPU).
         var w = embed.weight!;
-        if (embeddings.dtype != w.dtype || embeddings.device_type != w.device_type || embeddings.device_index != w.device_index)
+        if (embeddings.dtype != ComputeDType || embeddings.device_type != w.device_type || embeddings.device_index != w.device_index)
         {
             using var scope = NewDisposeScope();
-            return Forward(embeddings.to(w.dtype, w.device), hooks is null ? null : new ForwardContext(Config, null, hooks, keepGraph: true), inputIds)
+            return Forward(embeddings.to(ComputeDType, w.device), hooks is null ? null : new ForwardContext(Config, null, hooks, keepGraph: true), inputIds)
                 .MoveToOuterDisposeScope();
         }
         return Forward(embeddings, hooks is null ? null : new ForwardContext(Config, null, hooks, keepGraph: true), inputIds);
@@ -269,7 +315,7 @@ public sealed class DeepSeekModel : nn.Module<Tensor, Tensor>
         if (hc is not null) h = HyperConnections.Head(h, hc_head_fn!, hc_head_scale!, hc_head_base!, hc, Config.RmsNormEps, ctx);
         h = norm.forward(h);
         if (ctx is not null) h = ctx.Point(HookPoints.FinalNorm, h);
-        var logits = head.forward(h);
+        var logits = Unembed(h);
         if (ctx is not null) logits = ctx.Point(HookPoints.Logits, logits);
         return logits.MoveToOuterDisposeScope();
     }

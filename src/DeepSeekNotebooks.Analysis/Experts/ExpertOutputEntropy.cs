@@ -55,7 +55,7 @@ public static class ExpertOutputDecoding
                 long n = tokens.shape[0];
                 if (n == 0) continue;
                 var y = moe.Experts[e].forward(x.index_select(0, tokens));
-                var logits = nn.functional.linear(model.FinalNorm.forward(y), model.HeadWeight).to(ScalarType.Float64);
+                var logits = model.Unembed(model.FinalNorm.forward(y)).to(ScalarType.Float64);
                 var logp = logits.log_softmax(-1);
                 entropySum[e] += (-(logp.exp() * logp).sum(-1)).sum().item<double>();
                 counts[e] += n;

@@ -94,7 +94,7 @@ public static class LogitLens
                 throw new ArgumentException($"this model has {hc.Mult} hyper-connection streams: give the streams [batch, seq, {hc.Mult}, {model.Config.HiddenSize}] (a resid_* hook point), got [{string.Join(", ", residual.shape)}]", nameof(residual));
             residual = model.CollapseStreams(residual);
         }
-        return nn.functional.linear(model.FinalNorm.forward(residual), model.HeadWeight);
+        return model.Unembed(model.FinalNorm.forward(residual));
     }
 
     /// <summary>Logit-lens entries as a DataFrame (layer, position, top1, top1_prob, top_tokens, target, target_rank, target_prob).</summary>

@@ -337,6 +337,15 @@ public sealed class Checkpoint : IDisposable
             foreach (var (name, p) in parameters) shapes.TryAdd(name, p.shape);
             // 3. Validate names and shapes of every parameter (streamed blocks too) without reading data.
             weights.Validate(shapes, unexpected);
+            // Streamed, the embedding and head stay in the files' dtype when it is narrower than the compute dtype (bf16
+            // files, float32 compute: half the resident bytes); the model converts the rows and head chunks it uses.
+            if (stream && weights.StoredFloatDType("embed.weight") is { } stored
+                && CheckpointWeights.ElementSize(stored) < CheckpointWeights.ElementSize(options.DType)
+                && (config.TieWordEmbeddings || weights.StoredFloatDType("head.weight") == stored))
+            {
+                model.HoldEmbeddingAndHeadIn(stored);
+                parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+            }
 
             // 4. Memory: read each tensor into its parameter. Stream: only the non-block parameters; blocks come in per forward.
             using (no_grad())

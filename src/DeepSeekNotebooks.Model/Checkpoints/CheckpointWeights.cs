@@ -182,6 +182,14 @@ internal sealed class CheckpointWeights
         }
     }
 
+    /// <summary>
+    /// The dtype parameter <paramref name="name"/> is stored in, when it is a plain bf16/fp16/f32 tensor (not a packed
+    /// expert slice, not FP8/FP4), else null.
+    /// </summary>
+    internal ScalarType? StoredFloatDType(string name) =>
+        _sources.TryGetValue(name, out var s) && s.SliceShape is null && s.Info.DType is SafetensorsDType.BF16 or SafetensorsDType.F16 or SafetensorsDType.F32
+            ? TorchType(s.Info.DType) : null;
+
     /// <summary>A new tensor of parameter <paramref name="name"/>'s shape in <paramref name="dtype"/> on <paramref name="device"/>, read as <see cref="ReadInto"/>.</summary>
     internal Tensor Read(string name, long[] shape, ScalarType dtype, Device device)
     {

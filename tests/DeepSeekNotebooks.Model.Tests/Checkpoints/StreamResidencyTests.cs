@@ -36,7 +36,7 @@ public class StreamResidencyTests
     private static Tensor GoldenIds() => GoldenReferenceTests.Golden("input_ids");
 
     /// <summary>Every tensor of a full trace (all hook points) agrees; integer ones (expert indices) exactly.</summary>
-    private static void AssertSameTrace(Checkpoint memory, Checkpoint stream, Tensor ids)
+    internal static void AssertSameTrace(Checkpoint memory, Checkpoint stream, Tensor ids)
     {
         var everything = new TraceOptions { Names = NamesFilter.All };
         using var a = memory.Model.RunWithCache(ids, everything);
@@ -100,14 +100,14 @@ public class StreamResidencyTests
         AssertSameTrace(memory, stream, V4KernelTestsIds(stream.Config.VocabSize, 2, 24, seed: 5));
     }
 
-    private static Tensor V4KernelTestsIds(long vocab, int batch, int seq, int seed)
+    internal static Tensor V4KernelTestsIds(long vocab, int batch, int seq, int seed)
     {
         var g = new Random(seed);
         return tensor(Enumerable.Range(0, batch * seq).Select(_ => (long)g.Next((int)vocab)).ToArray(), batch, seq);
     }
 
     /// <summary>∂ Σ_p logits[p, target_p] / ∂ embeddings, the quantity IG/Saliency/Input×Gradient differentiate.</summary>
-    private static Tensor EmbeddingGradient(DeepSeekModel model, Tensor ids, IReadOnlyDictionary<string, HookFunction>? hooks = null)
+    internal static Tensor EmbeddingGradient(DeepSeekModel model, Tensor ids, IReadOnlyDictionary<string, HookFunction>? hooks = null)
     {
         using var _ = enable_grad();
         var e = model.Embed(ids).detach().requires_grad_(true);
