@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Numerics;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -94,12 +95,14 @@ public static class RandomCheckpoint
                 names.Add(file);
                 var writer = new SafetensorsWriter().SetMetadata("format", "pt");
                 // Widest dtype first (as the reference serializer orders them), so every tensor is aligned for mmap readers.
-                foreach (var t in shards[s].SelectMany(u => u.Tensors).OrderByDescending(t => t.DType.ElementSize()))
+                var ordered = shards[s].SelectMany(u => u.Tensors).OrderByDescending(t => t.DType.ElementSize()).ToList();
+                using var ahead = new AheadGenerator(ordered);
+                for (int i = 0; i < ordered.Count; i++)
                 {
-                    var tensor = t;
+                    var (tensor, position) = (ordered[i], i);
                     writer.Add(tensor.Name, tensor.DType, tensor.Shape, tensor.Bytes, stream =>
                     {
-                        tensor.Write(stream);
+                        ahead.WriteTo(position, stream);
                         done += tensor.Bytes;
                         options.Progress?.Report((done, total));
                     });
@@ -210,6 +213,89 @@ public static class RandomCheckpoint
     /// <summary>One tensor to write: its file name, dtype, shape, byte length and a callback that streams its bytes.</summary>
     private sealed record PlannedTensor(string Name, SafetensorsDType DType, long[] Shape, long Bytes, Action<Stream> Write);
 
+    /// <summary>
+    /// Generates the tensors of one shard ahead of the (sequential) file writer on the thread pool, each tensor from its own
+    /// generator, so the bytes are those of generating them one after another: up to twice the processor count of tensors
+    /// of at most <see cref="MaxAheadTensorBytes"/> each are in flight (≤ <see cref="MaxAheadBytes"/> in all). Larger
+    /// tensors (the embedding and the head) are generated on the writer's thread, band by band, while the pool works ahead.
+    /// </summary>
+    private sealed class AheadGenerator(IReadOnlyList<PlannedTensor> tensors) : IDisposable
+    {
+        private const long MaxAheadTensorBytes = 64L << 20;
+        private const long MaxAheadBytes = 256L << 20;
+        private readonly Task<byte[]>?[] _tasks = new Task<byte[]>?[tensors.Count];
+        private readonly int _maxInFlight = Math.Max(2, 2 * Environment.ProcessorCount);
+        private readonly CancellationTokenSource _cancel = new();
+        private int _next;          // first tensor not yet considered for generating ahead
+        private int _inFlight;      // tasks started and not yet consumed
+        private long _inFlightBytes;
+
+        private static bool Ahead(PlannedTensor t) => t.Bytes <= MaxAheadTensorBytes;
+
+        /// <summary>Writes tensor <paramref name="index"/>'s bytes (tensors are asked for in order).</summary>
+        public void WriteTo(int index, Stream stream)
+        {
+            Schedule();
+            var task = _tasks[index];
+            if (task is null) { tensors[index].Write(stream); return; }   // large: generated here, band by band
+            byte[] bytes = task.GetAwaiter().GetResult();
+            _tasks[index] = null;
+            _inFlight--;
+            _inFlightBytes -= tensors[index].Bytes;
+            try { stream.Write(bytes, 0, (int)tensors[index].Bytes); }
+            finally { ArrayPool<byte>.Shared.Return(bytes); }
+            Schedule();
+        }
+
+        private void Schedule()
+        {
+            while (_next < tensors.Count && _inFlight < _maxInFlight)
+            {
+                var t = tensors[_next];
+                if (!Ahead(t)) { _next++; continue; }
+                if (_inFlight > 0 && _inFlightBytes + t.Bytes > MaxAheadBytes) break;
+                var token = _cancel.Token;
+                _tasks[_next] = Task.Run(() => Generate(t, token), token);
+                _inFlight++;
+                _inFlightBytes += t.Bytes;
+                _next++;
+            }
+        }
+
+        private static byte[] Generate(PlannedTensor t, CancellationToken token)
+        {
+            token.ThrowIfCancellationRequested();
+            var bytes = ArrayPool<byte>.Shared.Rent((int)t.Bytes);
+            try
+            {
+                using var ms = new MemoryStream(bytes, 0, (int)t.Bytes, writable: true);
+                t.Write(ms);
+                if (ms.Position != t.Bytes)
+                    throw new InvalidOperationException($"tensor {t.Name}: generated {ms.Position} bytes, {t.Bytes} declared");
+                return bytes;
+            }
+            catch
+            {
+                ArrayPool<byte>.Shared.Return(bytes);
+                throw;
+            }
+        }
+
+        /// <summary>Stops generating ahead and waits for what is running (on failure of the writer, nothing keeps computing).</summary>
+        public void Dispose()
+        {
+            _cancel.Cancel();
+            foreach (var task in _tasks)
+            {
+                if (task is null) continue;
+                try { ArrayPool<byte>.Shared.Return(task.GetAwaiter().GetResult()); }
+                catch (OperationCanceledException) { }
+                catch (Exception) { } // the writer has already failed (or finished); its exception is the one reported
+            }
+            _cancel.Dispose();
+        }
+    }
+
     /// <summary>Tensors that must share a shard (an FP8 weight and its scale).</summary>
     private sealed record Unit(IReadOnlyList<PlannedTensor> Tensors)
     {
@@ -311,7 +397,7 @@ public static class RandomCheckpoint
                     {
                         case Fill.Ones: span.Fill(1f); break;
                         case Fill.Zeros: span.Clear(); break;
-                        default: for (int i = 0; i < count; i++) span[i] = std * rng.Next(); break;
+                        default: rng.Fill(span, std); break;
                     }
                     band(buffer, count);
                 }
@@ -325,7 +411,8 @@ public static class RandomCheckpoint
         var bytes = ArrayPool<byte>.Shared.Rent(4 * n);
         try
         {
-            for (int i = 0; i < n; i++) BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(4 * i), buf[i]);
+            if (BitConverter.IsLittleEndian) buf.AsSpan(0, n).CopyTo(MemoryMarshal.Cast<byte, float>(bytes.AsSpan(0, 4 * n)));
+            else for (int i = 0; i < n; i++) BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(4 * i), buf[i]);
             s.Write(bytes, 0, 4 * n);
         }
         finally { ArrayPool<byte>.Shared.Return(bytes); }
@@ -336,7 +423,12 @@ public static class RandomCheckpoint
         var bytes = ArrayPool<byte>.Shared.Rent(2 * n);
         try
         {
-            for (int i = 0; i < n; i++) BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(2 * i), ToBFloat16(buf[i]));
+            if (BitConverter.IsLittleEndian)
+            {
+                var bits = MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan(0, 2 * n));
+                for (int i = 0; i < n; i++) bits[i] = ToBFloat16(buf[i]);
+            }
+            else for (int i = 0; i < n; i++) BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(2 * i), ToBFloat16(buf[i]));
             s.Write(bytes, 0, 2 * n);
         }
         finally { ArrayPool<byte>.Shared.Return(bytes); }
@@ -531,6 +623,46 @@ public static class RandomCheckpoint
             ulong result = BitOperations.RotateLeft(_s1 * 5, 7) * 9, t = _s1 << 17;
             _s2 ^= _s0; _s3 ^= _s1; _s1 ^= _s2; _s0 ^= _s3; _s2 ^= t; _s3 = BitOperations.RotateLeft(_s3, 45);
             return result;
+        }
+
+        /// <summary>
+        /// <paramref name="span"/>[i] = <paramref name="std"/> · Next() for every i, in order: the same values as calling
+        /// <see cref="Next"/> element by element (a pair's second sample carries over to the next call), without the
+        /// per-element spare check.
+        /// </summary>
+        public void Fill(Span<float> span, float std)
+        {
+            int i = 0;
+            if (span.Length == 0) return;
+            if (_hasSpare) { _hasSpare = false; span[i++] = std * _spare; }
+            for (; i + 1 < span.Length; i += 2)
+            {
+                var (a, b) = Pair();
+                span[i] = std * a;
+                span[i + 1] = std * b;
+            }
+            if (i < span.Length)
+            {
+                var (a, b) = Pair();
+                span[i] = std * a;
+                _spare = b;
+                _hasSpare = true;
+            }
+        }
+
+        /// <summary>Two independent standard normal samples (Marsaglia's polar method): the first, then the spare.</summary>
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        private (float First, float Second) Pair()
+        {
+            double u, v, q;
+            do
+            {
+                u = (NextBits() >> 11) * (2.0 / 9007199254740992.0) - 1.0; // [-1, 1)
+                v = (NextBits() >> 11) * (2.0 / 9007199254740992.0) - 1.0;
+                q = u * u + v * v;
+            } while (q >= 1.0 || q == 0.0);
+            double f = Math.Sqrt(-2.0 * Math.Log(q) / q);
+            return ((float)(u * f), (float)(v * f));
         }
 
         public float Next()
