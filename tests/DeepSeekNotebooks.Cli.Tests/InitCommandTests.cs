@@ -159,6 +159,33 @@ public class InitCommandTests : IDisposable
         Assert.Equal(sha256, Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(Path.Combine(dir, "model-00001-of-00001.safetensors")))));
     }
 
+    /// <summary>
+    /// Large bands draw the accepted pairs first and transform them on several threads; the values must be bit for bit
+    /// those of drawing one sample after another with <c>Next()</c> (the original per-element path), across band
+    /// boundaries that split a pair (odd band lengths) and on both sides of the parallel threshold.
+    /// </summary>
+    [Fact]
+    public void NormalFill_LargeAndOddBands_EqualsSampleBySample()
+    {
+        const float std = 0.02f;
+        int big = 2 * RandomCheckpoint.Normal.ParallelPairs + 3;           // parallel path, odd: leaves a spare
+        int[] bands = [3, big, 1, big + 1, RandomCheckpoint.Normal.ParallelPairs - 1, 7];
+        var bulk = new RandomCheckpoint.Normal(12345);
+        var single = new RandomCheckpoint.Normal(12345);
+        foreach (int n in bands)
+        {
+            var got = new float[n + 5];
+            bulk.Fill(got, n, std);
+            for (int i = 0; i < n; i++)
+            {
+                float want = std * single.Next();
+                if (BitConverter.SingleToInt32Bits(got[i]) != BitConverter.SingleToInt32Bits(want))
+                    Assert.Fail($"band of {n}: value {i} is {got[i]:R}, sample-by-sample {want:R}");
+            }
+            Assert.All(got[n..], v => Assert.Equal(0f, v));   // nothing written past count
+        }
+    }
+
     [Fact]
     public void Write_SmallShardLimit_SeveralShards_WithinTheLimit_IndexCoversEveryTensorOnce()
     {
