@@ -139,6 +139,53 @@ public class InitCommandTests : IDisposable
         Assert.NotEqual(Hash("s1", "model-00001-of-00001.safetensors"), Hash("s3", "model-00001-of-00001.safetensors"));
     }
 
+    /// <summary>
+    /// The bytes of a seed's checkpoint are pinned: SHA-256 of the shard written by <c>init</c> at commit 969fd47, before
+    /// the weights were generated on several threads and the normal samples in pairs. A change of generator, of the order
+    /// in which samples are drawn, of a rounding or of the layout changes these hashes (and every user's "same seed,
+    /// same checkpoint" promise). The V4 golden config covers the int32 hash tables and float32 hyper-connection tensors.
+    /// </summary>
+    [Theory]
+    [InlineData("f32", "tiny", "E389CF1EF947396E60A91A979EE50B43E95331BB0E28BE0D969535BBF30B5DAA")]
+    [InlineData("bf16", "tiny", "1541F49940312785A372B263A4C1526494D2EFEA2BA71C124107DE226C648AD2")]
+    [InlineData("fp8", "tiny", "38D1D42E945A798C68FF1708E2D4E2FDEC254285E33D551EA23C023C88111BCA")]
+    [InlineData("bf16", "v4", "BA15D28204E1F649D1499B2C5F68EEE7D6245A7715EFFB990EE170ADF73D9873")]
+    public void Init_Seed7_WritesThePinnedBytes(string dtype, string which, string sha256)
+    {
+        var config = which == "v4" ? Path.Combine(Root, "tests", "fixtures", "golden", "v4", "public.hf_config.json") : TinyConfig;
+        var dir = Path.Combine(_tmp, $"{which}-{dtype}");
+        var (code, _, err) = Init(dir, dtype, layers: which == "v4" ? null : 2, seed: 7, config: config);
+        Assert.True(code == 0, err);
+        Assert.Equal(sha256, Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(Path.Combine(dir, "model-00001-of-00001.safetensors")))));
+    }
+
+    /// <summary>
+    /// Large bands draw the accepted pairs first and transform them on several threads; the values must be bit for bit
+    /// those of drawing one sample after another with <c>Next()</c> (the original per-element path), across band
+    /// boundaries that split a pair (odd band lengths) and on both sides of the parallel threshold.
+    /// </summary>
+    [Fact]
+    public void NormalFill_LargeAndOddBands_EqualsSampleBySample()
+    {
+        const float std = 0.02f;
+        int big = 2 * RandomCheckpoint.Normal.ParallelPairs + 3;           // parallel path, odd: leaves a spare
+        int[] bands = [3, big, 1, big + 1, RandomCheckpoint.Normal.ParallelPairs - 1, 7];
+        var bulk = new RandomCheckpoint.Normal(12345);
+        var single = new RandomCheckpoint.Normal(12345);
+        foreach (int n in bands)
+        {
+            var got = new float[n + 5];
+            bulk.Fill(got, n, std);
+            for (int i = 0; i < n; i++)
+            {
+                float want = std * single.Next();
+                if (BitConverter.SingleToInt32Bits(got[i]) != BitConverter.SingleToInt32Bits(want))
+                    Assert.Fail($"band of {n}: value {i} is {got[i]:R}, sample-by-sample {want:R}");
+            }
+            Assert.All(got[n..], v => Assert.Equal(0f, v));   // nothing written past count
+        }
+    }
+
     [Fact]
     public void Write_SmallShardLimit_SeveralShards_WithinTheLimit_IndexCoversEveryTensorOnce()
     {
