@@ -73,6 +73,13 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
     internal int? ExpertThreads { get; set; }
 
     /// <summary>
+    /// Test and benchmark hook: true (the default) runs the experts of a forward that records no autograd graph through
+    /// <see cref="Mlp.ForwardUnrecorded"/>; false runs them through <see cref="Mlp.forward"/> with one gather of all
+    /// sorted rows, the path a recorded graph takes (and the kit's only path before docs/benchmarks.md §7d).
+    /// </summary>
+    internal bool UnrecordedExperts { get; set; } = true;
+
+    /// <summary>
     /// Sort-by-expert dispatch: each expert runs once over the contiguous block of (token, slot) pairs routed to it, and its
     /// weighted output is added into a preallocated [tokens, dim] result with <c>index_add_</c> (no concatenation).
     /// One host read per layer: the per-expert counts.
@@ -102,18 +109,29 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
         var tokenOf = order.div(k, rounding_mode: RoundingMode.floor);
         long[] counts;
         using (var c = bincount(flatExperts, minlength: _c.NRoutedExperts).cpu()) counts = c.data<long>().ToArray();
-        var xs = x.index_select(0, tokenOf);
         // The gate's weights are float32; like the official Gate (`weights.type_as(x)`) they are cast to the compute dtype
         // (a no-op in float32), so a bf16 model adds bf16 into its bf16 output.
         var ws = routing.Weights.flatten().index_select(0, order).to(x.dtype).unsqueeze(1);
-        var y = zeros_like(x);
         var starts = new long[counts.Length];
         for (int e = 1; e < counts.Length; e++) starts[e] = starts[e - 1] + counts[e - 1];
+        // With an autograd graph: one gather of all sorted rows (its backward is one index_add into x's gradient) and
+        // Mlp.forward per expert. Without: each expert gathers its own rows (on its worker thread) and runs
+        // Mlp.ForwardUnrecorded (weights as the left GEMM operand, chunked bf16 conversion).
+        bool graph = !UnrecordedExperts || is_grad_enabled() && (x.requires_grad || ws.requires_grad || experts.Any(m => m.RecordsGraph(x)));
+        var xs = graph ? x.index_select(0, tokenOf) : null;
+        Tensor ExpertOutput(int e, ref Tensor? scratch)
+        {
+            var w = ws.narrow(0, starts[e], counts[e]);
+            if (xs is not null) return experts[e].forward(xs.narrow(0, starts[e], counts[e])) * w;
+            using var rows = x.index_select(0, tokenOf.narrow(0, starts[e], counts[e]));
+            return experts[e].ForwardUnrecorded(rows, ref scratch).contiguous().mul_(w);
+        }
+        var y = zeros_like(x);
         int active = counts.Count(n => n > 0);
         int threads = Math.Min(ExpertThreads ?? get_num_threads(), active);
         if (threads > 1 && x.device_type == DeviceType.CPU)
         {
-            var outs = RunExpertsInParallel(xs, ws, counts, starts, threads);
+            var outs = RunExpertsInParallel(ExpertOutput, counts, threads);
             try
             {
                 for (int e = 0; e < counts.Length; e++)
@@ -122,22 +140,31 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
             finally { foreach (var o in outs) o?.Dispose(); }
         }
         else
-            for (int e = 0; e < counts.Length; e++)
+        {
+            Tensor? scratch = null;
+            try
             {
-                long n = counts[e];
-                if (n == 0) continue;
-                using var inner = NewDisposeScope();
-                y.index_add_(0, tokenOf.narrow(0, starts[e], n), experts[e].forward(xs.narrow(0, starts[e], n)) * ws.narrow(0, starts[e], n), 1);
+                for (int e = 0; e < counts.Length; e++)
+                {
+                    if (counts[e] == 0) continue;
+                    using var inner = NewDisposeScope();
+                    y.index_add_(0, tokenOf.narrow(0, starts[e], counts[e]), ExpertOutput(e, ref scratch), 1);
+                }
             }
+            finally { scratch?.Dispose(); }
+        }
         return y.MoveToOuterDisposeScope();
     }
 
+    /// <summary>Expert e's weighted output rows; scratch is a float32 buffer the thread reuses across its experts (it disposes it).</summary>
+    private delegate Tensor ExpertRows(int e, ref Tensor? scratch);
+
     /// <summary>
-    /// expert(xs[block e]) · ws[block e] for every expert with rows, on <paramref name="threads"/> new threads with one
+    /// <paramref name="expertOutput"/>(e) for every expert with rows, on <paramref name="threads"/> new threads with one
     /// intra-op thread each (the caller's grad and inference modes); entry e is null for experts without rows. The
     /// tensors belong to no dispose scope: the caller disposes them.
     /// </summary>
-    private Tensor?[] RunExpertsInParallel(Tensor xs, Tensor ws, long[] counts, long[] starts, int threads)
+    private static Tensor?[] RunExpertsInParallel(ExpertRows expertOutput, long[] counts, int threads)
     {
         // Largest blocks first, ties by index: a deterministic queue that keeps the threads' loads even.
         var queue = Enumerable.Range(0, counts.Length).Where(e => counts[e] > 0).OrderByDescending(e => counts[e]).ThenBy(e => e).ToArray();
@@ -148,6 +175,7 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
         var failures = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
         void Work()
         {
+            Tensor? scratch = null;
             try
             {
                 get_num_threads(); // libtorch's lazy per-thread init first, so it cannot undo the next line
@@ -158,11 +186,11 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
                 {
                     int e = queue[i];
                     using var inner = NewDisposeScope();
-                    var o = experts[e].forward(xs.narrow(0, starts[e], counts[e])) * ws.narrow(0, starts[e], counts[e]);
-                    outs[e] = o.DetachFromDisposeScope();
+                    outs[e] = expertOutput(e, ref scratch).DetachFromDisposeScope();
                 }
             }
             catch (Exception ex) { failures.Enqueue(ex); }
+            finally { scratch?.Dispose(); }
         }
         var workers = Enumerable.Range(0, threads).Select(i => new Thread(Work) { IsBackground = true, Name = $"MoE experts {i}" }).ToArray();
         try
