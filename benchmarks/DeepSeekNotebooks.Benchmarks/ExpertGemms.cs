@@ -96,6 +96,33 @@ internal static class ExpertGemms
             return nn.functional.linear(hh.to(float32), w216[e].to(float32)).to(bfloat16);
         }, flops);
         Time("bf16 conversion only (gate/up + down weights)", e => { gu16[e].to(float32); return w216[e].to(float32); }, flops);
+        foreach (int chunk in new[] { 128, 256, 512, 1024 })
+        {
+            Time($"f32 expert x·Wᵀ in {chunk}-row blocks of W (views, addmm_)", e =>
+            {
+                var g = empty(rows, 2 * w);
+                for (int r = 0; r < 2 * w; r += chunk)
+                {
+                    int n = Math.Min(chunk, 2 * w - r);
+                    g.narrow(1, r, n).addmm_(x, gu[e].narrow(0, r, n).t(), 0, 1);
+                }
+                var hh = nn.functional.silu(g.narrow(1, 0, w)) * g.narrow(1, w, w);
+                var y = empty(rows, d);
+                for (int r = 0; r < d; r += chunk)
+                {
+                    int n = Math.Min(chunk, d - r);
+                    y.narrow(1, r, n).addmm_(hh, w2[e].narrow(0, r, n).t(), 0, 1);
+                }
+                return y;
+            }, flops);
+        }
+        Time("f32 expert x·Wᵀ", e =>
+        {
+            var g = nn.functional.linear(x, gu[e]);
+            var hh = nn.functional.silu(g.narrow(1, 0, w)) * g.narrow(1, w, w);
+            return nn.functional.linear(hh, w2[e]);
+        }, flops);
+        if (args.Contains("--f32-only")) return 0;
         foreach (int chunk in new[] { 64, 128, 256, 512 })
         {
             var buf = empty(chunk, Math.Max(d, w));

@@ -14,7 +14,7 @@ namespace DeepSeekNotebooks.Benchmarks;
 /// <c>dotnet run -c Release --project benchmarks/DeepSeekNotebooks.Benchmarks -- interleaved-moe [--dtype f32|bf16] [--rounds N] [--sequential]</c>.
 /// The MoE is <see cref="MoeDispatchBenchmarks"/>' V2-Lite case (64 experts of width 1408, top-6, 512 tokens, routed
 /// experts only). Variants: the kit's default (expert threads = torch.get_num_threads(), <see cref="Mlp.ForwardUnrecorded"/>
-/// per expert), the previous path (the same threads, <see cref="Mlp.forward"/> per expert: x·Wᵀ, whole-matrix bf16
+/// per expert), the previous path (the same threads, <see cref="Mlp.forward"/> per expert: one GEMM per matrix, whole-matrix bf16
 /// conversion; <see cref="MoE.UnrecordedExperts"/> false) and, with --sequential, the sequential expert loop (one expert
 /// at a time, libtorch's intra-op threads inside each GEMM).
 /// </remarks>
@@ -37,7 +37,7 @@ internal static class InterleavedMoe
         using var b = randn(n, n);
         var variants = new List<(string Name, int? Threads, bool Unrecorded)>
         {
-            ("kit default (expert threads, W·xᵀ, chunked bf16)", null, true),
+            ("kit default (expert threads, GEMMs in 256-row blocks of W)", null, true),
             ("previous path (expert threads, Mlp.forward per expert)", null, false),
         };
         if (args.Contains("--sequential")) variants.Add(("sequential experts", 1, true));

@@ -170,8 +170,8 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
         return y32.to(x.dtype);
     }
 
-    /// <summary>Rows of a bf16 weight converted to float32 per step of <see cref="ForwardUnrecorded"/> (256 × 2048 floats: 2 MB, in L2).</summary>
-    internal const int Bf16ChunkRows = 256;
+    /// <summary>Rows of a weight per GEMM of <see cref="ForwardUnrecorded"/> (256 × 2048 floats: 2 MB).</summary>
+    internal const int BlockRows = 256;
 
     /// <summary>
     /// Whether a forward on <paramref name="x"/> records an autograd graph: grad mode on and x or a weight requiring grad.
@@ -180,74 +180,69 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
         is_grad_enabled() && (x.requires_grad || w1.weight!.requires_grad || w2.weight!.requires_grad || w3.weight!.requires_grad);
 
     /// <summary>
-    /// The function of <see cref="forward"/> for a forward that records no autograd graph (<see cref="RecordsGraph"/> false;
-    /// <c>MoE.Dispatch</c> runs its experts through it), with the weights as the left operand: W·xᵀ ([2·inter, dim] ×
-    /// [dim, n]) and w2·hᵀ, SwiGLU on the transposed [inter, n] halves, returned as the transposed view [n, dim] of the
-    /// [dim, n] product. At ~48 rows per expert (V2-Lite, 512 tokens) MKL runs this operand order faster than x·Wᵀ
-    /// (docs/benchmarks.md §7d). bfloat16 weights on a CPU without native bf16 (<see cref="GemmsInFloat32"/>): each weight
-    /// is converted to float32 <see cref="Bf16ChunkRows"/> rows at a time into <paramref name="scratch"/> (allocated here
-    /// when null or too small; the caller disposes it) and multiplied into those rows of the product (addmm_ with β = 0), so
-    /// the weight is read once from memory in bf16 and no float32 copy of a whole matrix is made; the products are rounded
-    /// to bf16 once per GEMM and SwiGLU runs in bf16, as in <see cref="forward"/>. Each output element is the same dot
-    /// product as in <see cref="forward"/>, so the results agree up to the GEMM's grouping of the sum. Falls back to
-    /// <see cref="forward"/> when a graph is recorded, w1/w3 are not fused, x is not 2-D or not on the CPU, and for the
-    /// float32 GEMMs of bf16 when the calling thread has more than one intra-op thread (the 256-row GEMMs split badly).
+    /// The function of <see cref="forward"/> for a forward that records no autograd graph (<see cref="RecordsGraph"/> false)
+    /// on a thread with one intra-op thread (<c>MoE.Dispatch</c>'s expert threads): each GEMM x·Wᵀ runs in blocks of
+    /// <see cref="BlockRows"/> rows of W, each into its columns of a preallocated result (addmm_ with β = 0), so MKL packs
+    /// a block that stays in cache instead of the whole [2·inter, dim] matrix (at ~48 rows per expert, V2-Lite at 512
+    /// tokens, docs/benchmarks.md §7d). bfloat16 weights on a CPU without native bf16 (<see cref="GemmsInFloat32"/>): each
+    /// block is converted to float32 into <paramref name="scratch"/> (allocated here when null or too small; the caller
+    /// disposes it and may reuse it for the next call) before its GEMM, so the weight is read once from memory in bf16 and
+    /// no float32 copy of a whole matrix is made; the products are rounded to bf16 once per GEMM and SwiGLU runs in bf16, as
+    /// in <see cref="forward"/>. Each output element is the same dot product as in <see cref="forward"/>, so the results
+    /// agree up to the GEMM's grouping of the sum. Falls back to <see cref="forward"/> when a graph is recorded, w1/w3 are
+    /// not fused, x is not 2-D or not on the CPU, or the thread has more than one intra-op thread (blocks are too small to
+    /// split across threads).
     /// </summary>
     internal Tensor ForwardUnrecorded(Tensor x, ref Tensor? scratch)
     {
-        if (x.ndim != 2 || x.device_type != DeviceType.CPU || RecordsGraph(x)) return forward(x);
+        if (x.ndim != 2 || x.device_type != DeviceType.CPU || RecordsGraph(x) || get_num_threads() > 1) return forward(x);
         using var scope = NewDisposeScope();
         if (FusedGateUp() is not { } fused) return forward(x).MoveToOuterDisposeScope();
         var w2w = w2.weight!.detach();
-        long inter = w1.weight!.shape[0], n = x.shape[0];
-        bool f32 = GemmsInFloat32(x, w2w, Float32Gemms);
-        // The chunks' GEMMs (256 rows) are too small to split across intra-op threads: chunk on expert threads only.
-        if (f32 && get_num_threads() > 1) return forward(x).MoveToOuterDisposeScope();
-        Tensor g;
-        if (f32)
+        long inter = w1.weight!.shape[0];
+        bool widen = GemmsInFloat32(x, w2w, Float32Gemms);
+        if (widen)
         {
-            long need = Bf16ChunkRows * Math.Max(fused.shape[1], w2w.shape[1]);
+            long need = BlockRows * Math.Max(fused.shape[1], w2w.shape[1]);
             if (scratch is null || scratch.NumberOfElements < need || scratch.dtype != ScalarType.Float32)
             {
                 scratch?.Dispose();
                 scratch = empty(new[] { need }, ScalarType.Float32).DetachFromDisposeScope();
             }
-            g = empty(new[] { 2 * inter, n }, ScalarType.Float32);
-            using (var xt = x.to(ScalarType.Float32)) ChunkedMm(fused, xt.t(), g, scratch);
-            g = g.to(x.dtype);
         }
-        else g = fused.mm(x.t());
-        var gate = g.narrow(0, 0, inter);
-        var up = g.narrow(0, inter, inter);
+        var g = BlockedLinear(widen ? x.to(ScalarType.Float32) : x, fused, widen ? scratch : null);
+        if (widen) g = g.to(x.dtype);
+        var gate = g.narrow(1, 0, inter);
+        var up = g.narrow(1, inter, inter);
         if (_limit > 0)
         {
             gate = gate.clamp_max(_limit);
             up = up.clamp(-_limit, _limit);
         }
         var h = nn.functional.silu(gate).mul_(up);
-        Tensor y;
-        if (f32)
-        {
-            var y32 = empty(new[] { w2w.shape[0], n }, ScalarType.Float32);
-            using (var h32 = h.to(ScalarType.Float32)) ChunkedMm(w2w, h32, y32, scratch!);
-            y = y32.to(x.dtype);
-        }
-        else y = w2w.mm(h);
-        return y.t().MoveToOuterDisposeScope();
+        var y = BlockedLinear(widen ? h.to(ScalarType.Float32) : h, w2w, widen ? scratch : null);
+        return (widen ? y.to(x.dtype) : y).MoveToOuterDisposeScope();
     }
 
-    /// <summary>output = w·b, w converted to float32 <see cref="Bf16ChunkRows"/> rows at a time into scratch.</summary>
-    private static void ChunkedMm(Tensor w, Tensor b, Tensor output, Tensor scratch)
+    /// <summary>x·wᵀ [n, rows] in blocks of <see cref="BlockRows"/> rows of w, each converted to float32 into scratch when given.</summary>
+    private static Tensor BlockedLinear(Tensor x, Tensor w, Tensor? scratch)
     {
         long rows = w.shape[0], k = w.shape[1];
-        for (long r = 0; r < rows; r += Bf16ChunkRows)
+        var output = empty(new[] { x.shape[0], rows }, x.dtype);
+        for (long r = 0; r < rows; r += BlockRows)
         {
             using var scope = NewDisposeScope();
-            long n = Math.Min(Bf16ChunkRows, rows - r);
-            var s = scratch.narrow(0, 0, n * k).view(n, k);
-            s.copy_(w.narrow(0, r, n));
-            output.narrow(0, r, n).addmm_(s, b, 0, 1);
+            long n = Math.Min(BlockRows, rows - r);
+            var block = w.narrow(0, r, n);
+            if (scratch is not null)
+            {
+                var converted = scratch.narrow(0, 0, n * k).view(n, k);
+                converted.copy_(block);
+                block = converted;
+            }
+            output.narrow(1, r, n).addmm_(x, block.t(), 0, 1);
         }
+        return output;
     }
 
     /// <summary>

@@ -116,7 +116,7 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
         for (int e = 1; e < counts.Length; e++) starts[e] = starts[e - 1] + counts[e - 1];
         // With an autograd graph: one gather of all sorted rows (its backward is one index_add into x's gradient) and
         // Mlp.forward per expert. Without: each expert gathers its own rows (on its worker thread) and runs
-        // Mlp.ForwardUnrecorded (weights as the left GEMM operand, chunked bf16 conversion).
+        // Mlp.ForwardUnrecorded (GEMMs in blocks of weight rows; bf16 blocks converted to float32 one at a time).
         bool graph = !UnrecordedExperts || is_grad_enabled() && (x.requires_grad || ws.requires_grad || experts.Any(m => m.RecordsGraph(x)));
         var xs = graph ? x.index_select(0, tokenOf) : null;
         Tensor ExpertOutput(int e, ref Tensor? scratch)
@@ -124,7 +124,7 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
             var w = ws.narrow(0, starts[e], counts[e]);
             if (xs is not null) return experts[e].forward(xs.narrow(0, starts[e], counts[e])) * w;
             using var rows = x.index_select(0, tokenOf.narrow(0, starts[e], counts[e]));
-            return experts[e].ForwardUnrecorded(rows, ref scratch).contiguous().mul_(w);
+            return experts[e].ForwardUnrecorded(rows, ref scratch).mul_(w);
         }
         var y = zeros_like(x);
         int active = counts.Count(n => n > 0);

@@ -252,18 +252,18 @@ public class MoeEquivalenceTests
     }
 
     /// <summary>
-    /// Forwards that record no graph run each expert through Mlp.ForwardUnrecorded (W·xᵀ; bf16: weights converted 256 rows
-    /// at a time on expert threads); the same input with <see cref="MoE.UnrecordedExperts"/> false runs the recorded-graph
+    /// Forwards that record no graph run each expert through Mlp.ForwardUnrecorded on expert threads (GEMMs in 256-row
+    /// blocks of W; bf16: each block converted to float32); the same input with <see cref="MoE.UnrecordedExperts"/> false runs the recorded-graph
     /// path (Mlp.forward per expert). Both against the reference, each other, and themselves (bitwise per thread count).
     /// </summary>
     [Theory]
-    [InlineData(false, 1)] // float32, experts on the calling thread (W·xᵀ with libtorch's intra-op threads)
+    [InlineData(false, 1)] // float32, experts on the calling thread: more than one intra-op thread, so Mlp.forward
     [InlineData(false, 3)] // float32 on 3 expert threads
     [InlineData(true, 1)]  // bf16, calling thread: more than one intra-op thread, so Mlp.forward's float32 GEMMs
-    [InlineData(true, 3)]  // bf16 on 3 expert threads: the chunked conversion
+    [InlineData(true, 3)]  // bf16 on 3 expert threads: blocks converted to float32
     public void UnrecordedExperts_EqualTheRecordedPath_AndTheReference_AndAreBitwiseReproducible(bool bf16, int expertThreads)
     {
-        var c = V2LiteLike with { MoeIntermediateSize = 300 }; // gate/up 600 rows: two 256-row chunks and a partial one
+        var c = V2LiteLike with { MoeIntermediateSize = 300 }; // gate/up 600 rows: two 256-row blocks and a partial one
         using var moe = NewMoe(c, weightsRequireGrad: true, expertThreads, bf16 ? bfloat16 : null);
         Assert.All(moe.Experts, e => Assert.NotNull(e.FusedGateUp()));
         using var scope = NewDisposeScope();
@@ -297,7 +297,7 @@ public class MoeEquivalenceTests
             // bf16 rounding per GEMM output, SwiGLU and the weighting (see Bf16_ForwardAndGradients_...): 2^-5 of max |y|.
             Assert.True(rel <= 1.0 / 32, $"bf16 unrecorded dispatch differs from the float64 reference by {rel:E2}; allowed 2^-5");
             // The two paths compute the same float32 dot products grouped differently; a flipped bf16 rounding of a GEMM
-            // output moves y by a few ulps of its own magnitude, far below a wrong chunk or row (O(1) of max |y|).
+            // output moves y by a few ulps of its own magnitude, far below a wrong block or row (O(1) of max |y|).
             Assert.True(relRecorded <= 1.0 / 64, $"bf16 unrecorded and recorded paths differ by {relRecorded:E2}; allowed 2^-6");
         }
         else
@@ -308,9 +308,9 @@ public class MoeEquivalenceTests
     }
 
     [Fact]
-    public void ForwardUnrecorded_ChunkedBf16_RoundsLikeABf16GemmAccumulatingInFloat32_AndFallsBackWhenAGraphIsRecorded()
+    public void ForwardUnrecorded_BlockedBf16_RoundsLikeABf16GemmAccumulatingInFloat32_AndFallsBackWhenAGraphIsRecorded()
     {
-        // 600 gate/up rows and 64 down rows: chunks of 256, 256 and 88 rows, and one partial chunk.
+        // 600 gate/up rows and 64 down rows: blocks of 256, 256 and 88 rows, and one partial block.
         manual_seed(29);
         using var mlp = new Mlp("mlp", 64, 300);
         mlp.to(bfloat16);
@@ -318,34 +318,34 @@ public class MoeEquivalenceTests
         using var scope = NewDisposeScope();
         var p = P(mlp);
         var x = randn(40, 64).to(bfloat16);
-        Tensor? chunked = null;
+        Tensor? blocked = null;
         int threadsBefore = get_num_threads();
-        // On a thread with one intra-op thread, as MoE's expert threads run (the chunked path needs it).
+        // On a thread with one intra-op thread, as MoE's expert threads run (the blocked path needs it).
         var worker = new Thread(() =>
         {
             get_num_threads();
             set_num_threads(1);
             using var _ = no_grad();
             Tensor? scratch = null;
-            chunked = mlp.ForwardUnrecorded(x, ref scratch).contiguous().DetachFromDisposeScope();
+            blocked = mlp.ForwardUnrecorded(x, ref scratch).contiguous().DetachFromDisposeScope();
             Assert.NotNull(scratch);
-            Assert.True(scratch!.NumberOfElements >= Mlp.Bf16ChunkRows * 300, "the scratch must hold a chunk of the widest weight rows");
+            Assert.True(scratch!.NumberOfElements >= Mlp.BlockRows * 300, "the scratch must hold a block of the widest weight rows");
             scratch.Dispose();
         });
         worker.Start();
         worker.Join();
         set_num_threads(threadsBefore);
-        Assert.NotNull(chunked);
+        Assert.NotNull(blocked);
         using var _g = no_grad();
         var h = nn.functional.silu(x.to(float32).matmul(p["w1.weight"].to(float32).t()).to(bfloat16))
             * x.to(float32).matmul(p["w3.weight"].to(float32).t()).to(bfloat16);
         var want = h.to(float32).matmul(p["w2.weight"].to(float32).t()).to(bfloat16);
-        Assert.Equal(bfloat16, chunked!.dtype);
-        Assert.Equal(new long[] { 40, 64 }, chunked.shape);
+        Assert.Equal(bfloat16, blocked!.dtype);
+        Assert.Equal(new long[] { 40, 64 }, blocked.shape);
         double ulp = Math.Pow(2, Math.Floor(Math.Log2(want.to(float32).abs().max().item<float>())) - 7);
-        double d = (chunked.to(float32) - want.to(float32)).abs().max().item<float>();
-        Assert.True(d <= ulp, $"the chunked path differs from bf16(float32 product) at each GEMM by {d:E2} (bf16 ulp of max |y|: {ulp:E2})");
-        chunked.Dispose();
+        double d = (blocked.to(float32) - want.to(float32)).abs().max().item<float>();
+        Assert.True(d <= ulp, $"the blocked path differs from bf16(float32 product) at each GEMM by {d:E2} (bf16 ulp of max |y|: {ulp:E2})");
+        blocked.Dispose();
 
         // With a graph recorded (x requires grad) it is Mlp.forward: the same values and a gradient.
         using var _e = enable_grad();
