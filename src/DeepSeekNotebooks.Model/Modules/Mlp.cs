@@ -170,8 +170,11 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
         return y32.to(x.dtype);
     }
 
-    /// <summary>Rows of a weight per GEMM of <see cref="ForwardUnrecorded"/> (256 × 2048 floats: 2 MB).</summary>
-    internal const int BlockRows = 256;
+    /// <summary>
+    /// Rows of a weight per GEMM of <see cref="ForwardUnrecorded"/> (512 × 2048 floats: 4 MB). Process-wide; benchmarks
+    /// set it to compare block sizes (docs/benchmarks.md §7d), nothing else should.
+    /// </summary>
+    internal static int BlockRows { get; set; } = 512;
 
     /// <summary>
     /// Whether a forward on <paramref name="x"/> records an autograd graph: grad mode on and x or a weight requiring grad.
@@ -201,16 +204,17 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
         var w2w = w2.weight!.detach();
         long inter = w1.weight!.shape[0];
         bool widen = GemmsInFloat32(x, w2w, Float32Gemms);
+        int block = BlockRows;
         if (widen)
         {
-            long need = BlockRows * Math.Max(fused.shape[1], w2w.shape[1]);
+            long need = (long)block * Math.Max(fused.shape[1], w2w.shape[1]);
             if (scratch is null || scratch.NumberOfElements < need || scratch.dtype != ScalarType.Float32)
             {
                 scratch?.Dispose();
                 scratch = empty(new[] { need }, ScalarType.Float32).DetachFromDisposeScope();
             }
         }
-        var g = BlockedLinear(widen ? x.to(ScalarType.Float32) : x, fused, widen ? scratch : null);
+        var g = BlockedLinear(widen ? x.to(ScalarType.Float32) : x, fused, block, widen ? scratch : null);
         if (widen) g = g.to(x.dtype);
         var gate = g.narrow(1, 0, inter);
         var up = g.narrow(1, inter, inter);
@@ -220,19 +224,19 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
             up = up.clamp(-_limit, _limit);
         }
         var h = nn.functional.silu(gate).mul_(up);
-        var y = BlockedLinear(widen ? h.to(ScalarType.Float32) : h, w2w, widen ? scratch : null);
+        var y = BlockedLinear(widen ? h.to(ScalarType.Float32) : h, w2w, block, widen ? scratch : null);
         return (widen ? y.to(x.dtype) : y).MoveToOuterDisposeScope();
     }
 
-    /// <summary>x·wᵀ [n, rows] in blocks of <see cref="BlockRows"/> rows of w, each converted to float32 into scratch when given.</summary>
-    private static Tensor BlockedLinear(Tensor x, Tensor w, Tensor? scratch)
+    /// <summary>x·wᵀ [n, rows] in blocks of <paramref name="step"/> rows of w, each converted to float32 into scratch when given.</summary>
+    private static Tensor BlockedLinear(Tensor x, Tensor w, long step, Tensor? scratch)
     {
         long rows = w.shape[0], k = w.shape[1];
         var output = empty(new[] { x.shape[0], rows }, x.dtype);
-        for (long r = 0; r < rows; r += BlockRows)
+        for (long r = 0; r < rows; r += step)
         {
             using var scope = NewDisposeScope();
-            long n = Math.Min(BlockRows, rows - r);
+            long n = Math.Min(step, rows - r);
             var block = w.narrow(0, r, n);
             if (scratch is not null)
             {

@@ -252,7 +252,7 @@ public class MoeEquivalenceTests
     }
 
     /// <summary>
-    /// Forwards that record no graph run each expert through Mlp.ForwardUnrecorded on expert threads (GEMMs in 256-row
+    /// Forwards that record no graph run each expert through Mlp.ForwardUnrecorded on expert threads (GEMMs in 512-row
     /// blocks of W; bf16: each block converted to float32); the same input with <see cref="MoE.UnrecordedExperts"/> false runs the recorded-graph
     /// path (Mlp.forward per expert). Both against the reference, each other, and themselves (bitwise per thread count).
     /// </summary>
@@ -263,7 +263,7 @@ public class MoeEquivalenceTests
     [InlineData(true, 3)]  // bf16 on 3 expert threads: blocks converted to float32
     public void UnrecordedExperts_EqualTheRecordedPath_AndTheReference_AndAreBitwiseReproducible(bool bf16, int expertThreads)
     {
-        var c = V2LiteLike with { MoeIntermediateSize = 300 }; // gate/up 600 rows: two 256-row blocks and a partial one
+        var c = V2LiteLike with { MoeIntermediateSize = 300 }; // gate/up 600 rows: a full 512-row block and a partial one
         using var moe = NewMoe(c, weightsRequireGrad: true, expertThreads, bf16 ? bfloat16 : null);
         Assert.All(moe.Experts, e => Assert.NotNull(e.FusedGateUp()));
         using var scope = NewDisposeScope();
@@ -310,7 +310,7 @@ public class MoeEquivalenceTests
     [Fact]
     public void ForwardUnrecorded_BlockedBf16_RoundsLikeABf16GemmAccumulatingInFloat32_AndFallsBackWhenAGraphIsRecorded()
     {
-        // 600 gate/up rows and 64 down rows: blocks of 256, 256 and 88 rows, and one partial block.
+        // 600 gate/up rows and 64 down rows: blocks of 512 and 88 rows, and one partial block.
         manual_seed(29);
         using var mlp = new Mlp("mlp", 64, 300);
         mlp.to(bfloat16);
