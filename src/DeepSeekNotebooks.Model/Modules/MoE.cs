@@ -92,8 +92,10 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
     /// than one active expert on the CPU, the experts run on T threads, each taking the next expert (largest blocks first)
     /// and running its GEMMs with one libtorch intra-op thread — at ~50 rows per expert (V2-Lite: 512 tokens, top-6 of 64)
     /// T small GEMMs side by side use the cores better than libtorch's split of each small GEMM (see docs/benchmarks.md
-    /// §7b: 4.9× the sequential loop at V2-Lite widths). The outputs are then added in the same expert order on the calling thread, so the result does not depend on
-    /// which thread ran which expert: bitwise reproducible for a given thread count. It equals the one-thread result up to
+    /// §7b: 4.9× the sequential loop at V2-Lite widths). The outputs are added in increasing expert order — by the workers
+    /// as soon as every lower expert's output is in (under a lock; the adds overlap the other experts' GEMMs), or on the
+    /// calling thread after the join when an autograd graph is recorded — so the result does not depend on which thread
+    /// ran which expert: bitwise reproducible for a given thread count. It equals the one-thread result up to
     /// the GEMM's own regrouping of sums under different intra-op thread counts. Gradient mode and inference mode of the
     /// caller hold on the worker threads, so the autograd graph is the one the sequential loop records. <c>set_num_threads</c>
     /// is process-global in libtorch (an atomic read by threads on their first op, plus per-thread OpenMP/MKL settings):
@@ -131,7 +133,10 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
         int threads = Math.Min(ExpertThreads ?? get_num_threads(), active);
         if (threads > 1 && x.device_type == DeviceType.CPU)
         {
-            var outs = RunExpertsInParallel(ExpertOutput, counts, threads);
+            // Without a graph the workers add the outputs into y themselves, in expert order as they become ready (the
+            // adds overlap the other experts' GEMMs); with one, the calling thread adds them after the join.
+            Action<int, Tensor>? add = graph ? null : (e, o) => y.index_add_(0, tokenOf.narrow(0, starts[e], counts[e]), o, 1);
+            var outs = RunExpertsInParallel(ExpertOutput, counts, threads, add);
             try
             {
                 for (int e = 0; e < counts.Length; e++)
@@ -161,10 +166,11 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// <paramref name="expertOutput"/>(e) for every expert with rows, on <paramref name="threads"/> new threads with one
-    /// intra-op thread each (the caller's grad and inference modes); entry e is null for experts without rows. The
-    /// tensors belong to no dispose scope: the caller disposes them.
+    /// intra-op thread each (the caller's grad and inference modes); entry e is null for experts without rows. With
+    /// <paramref name="addInOrder"/> the workers pass each output to it in increasing expert order and dispose it (the
+    /// returned entries are then null). The tensors returned belong to no dispose scope: the caller disposes them.
     /// </summary>
-    private static Tensor?[] RunExpertsInParallel(ExpertRows expertOutput, long[] counts, int threads)
+    private static Tensor?[] RunExpertsInParallel(ExpertRows expertOutput, long[] counts, int threads, Action<int, Tensor>? addInOrder)
     {
         // Largest blocks first, ties by index: a deterministic queue that keeps the threads' loads even.
         var queue = Enumerable.Range(0, counts.Length).Where(e => counts[e] > 0).OrderByDescending(e => counts[e]).ThenBy(e => e).ToArray();
@@ -173,6 +179,23 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
         int saved = get_num_threads();
         int next = -1;
         var failures = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
+        var adding = new object();
+        int nextToAdd = 0;
+        // Adds every output that is ready, in increasing expert order, stopping at the first expert still running: the
+        // order of the sums is fixed whichever thread adds. Added outputs are disposed and their entries cleared.
+        void AddReady()
+        {
+            lock (adding)
+                for (; nextToAdd < counts.Length; nextToAdd++)
+                {
+                    if (counts[nextToAdd] == 0) continue;
+                    var o = Volatile.Read(ref outs[nextToAdd]);
+                    if (o is null) break;
+                    addInOrder!(nextToAdd, o);
+                    o.Dispose();
+                    outs[nextToAdd] = null;
+                }
+        }
         void Work()
         {
             Tensor? scratch = null;
@@ -185,8 +208,8 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
                 for (int i = Interlocked.Increment(ref next); i < queue.Length && failures.IsEmpty; i = Interlocked.Increment(ref next))
                 {
                     int e = queue[i];
-                    using var inner = NewDisposeScope();
-                    outs[e] = expertOutput(e, ref scratch).DetachFromDisposeScope();
+                    using (var inner = NewDisposeScope()) Volatile.Write(ref outs[e], expertOutput(e, ref scratch).DetachFromDisposeScope());
+                    if (addInOrder is not null) AddReady();
                 }
             }
             catch (Exception ex) { failures.Enqueue(ex); }
