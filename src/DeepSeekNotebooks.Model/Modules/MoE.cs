@@ -17,7 +17,8 @@ namespace DeepSeekNotebooks.Model.Modules;
 /// On the CPU with more than one torch thread the active experts run side by side, one intra-op thread each, and their
 /// outputs are added in expert order (bitwise reproducible for a thread count; see <see cref="Dispatch"/>). bf16 weights
 /// on a CPU without native bf16 multiply in float32 and round to bf16 (see <see cref="Mlp.forward"/>): bf16 is then a
-/// storage choice, at float32 GEMM speed.
+/// storage choice, at float32 GEMM speed. A forward that records no autograd graph runs each expert's GEMMs in blocks of
+/// weight rows (bf16 blocks converted to float32 one at a time, <see cref="Mlp.ForwardUnrecorded"/>; docs/benchmarks.md §7d).
 /// </remarks>
 public sealed class MoE : nn.Module<Tensor, Tensor>
 {
