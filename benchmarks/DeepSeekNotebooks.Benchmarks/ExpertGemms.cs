@@ -11,7 +11,13 @@ namespace DeepSeekNotebooks.Benchmarks;
 /// changed. The experts' weights cycle over 16 distinct matrices (16 × 35 MB in f32) so they come from DRAM, as in a
 /// forward over 64 experts. Prints one line per variant: median ms per expert and GFLOP/s.
 /// </summary>
-/// <remarks><c>dotnet run -c Release --project benchmarks/DeepSeekNotebooks.Benchmarks -- expert-gemms [--rows 48] [--reps 64]</c></remarks>
+/// <remarks>
+/// <c>dotnet run -c Release --project benchmarks/DeepSeekNotebooks.Benchmarks -- expert-gemms [--rows 48] [--reps 64]
+/// [--f32-only | --modules-only | --dispatch f32|bf16]</c>: --f32-only stops after the f32 variants, --modules-only times
+/// only <see cref="DeepSeekNotebooks.Model.Modules.Mlp.forward"/> against <c>Mlp.ForwardUnrecorded</c>, --dispatch times
+/// the V2-Lite dispatch (2 or 1 expert threads, kit or previous path, 3 calls each; not interleaved with a GEMM).
+/// docs/benchmarks.md §7d.
+/// </remarks>
 internal static class ExpertGemms
 {
     public static int Run(string[] args)
