@@ -220,8 +220,10 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
         var up = g.narrow(1, inter, inter);
         if (_limit > 0)
         {
-            gate = gate.clamp_max(_limit);
-            up = up.clamp(-_limit, _limit);
+            // Scalars held and disposed here (not implicit conversions the GC frees): MoE runs experts on several threads.
+            using Scalar hi = _limit, lo = -_limit;
+            gate = gate.clamp_max(hi);
+            up = up.clamp(lo, hi);
         }
         var h = nn.functional.silu(gate).mul_(up);
         var y = BlockedLinear(widen ? h.to(ScalarType.Float32) : h, w2w, block, widen ? scratch : null);
@@ -276,8 +278,10 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
         }
         if (_limit > 0)
         {
-            gate = gate.clamp_max(_limit);
-            up = up.clamp(-_limit, _limit);
+            // Scalars held and disposed here (not implicit conversions the GC frees): MoE runs experts on several threads.
+            using Scalar hi = _limit, lo = -_limit;
+            gate = gate.clamp_max(hi);
+            up = up.clamp(lo, hi);
         }
         var h = nn.functional.silu(gate) * up;
         return (f32 ? Linear(h, w2.weight!, true) : w2.forward(h)).MoveToOuterDisposeScope();

@@ -130,18 +130,21 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
             return experts[e].ForwardUnrecorded(rows, ref scratch).mul_(w);
         }
         var y = zeros_like(x);
+        // index_add_'s alpha, held and disposed here: an implicit 1 → Scalar would be freed only by the GC, which can run
+        // on another thread while the native add reads it (the workers add too).
+        using Scalar one = 1;
         int active = counts.Count(n => n > 0);
         int threads = Math.Min(ExpertThreads ?? get_num_threads(), active);
         if (threads > 1 && x.device_type == DeviceType.CPU)
         {
             // Without a graph the workers add the outputs into y themselves, in expert order as they become ready (the
             // adds overlap the other experts' GEMMs); with one, the calling thread adds them after the join.
-            Action<int, Tensor>? add = graph ? null : (e, o) => y.index_add_(0, tokenOf.narrow(0, starts[e], counts[e]), o, 1);
+            Action<int, Tensor>? add = graph ? null : (e, o) => y.index_add_(0, tokenOf.narrow(0, starts[e], counts[e]), o, one);
             var outs = RunExpertsInParallel(ExpertOutput, counts, threads, add);
             try
             {
                 for (int e = 0; e < counts.Length; e++)
-                    if (outs[e] is { } o) y.index_add_(0, tokenOf.narrow(0, starts[e], counts[e]), o, 1);
+                    if (outs[e] is { } o) y.index_add_(0, tokenOf.narrow(0, starts[e], counts[e]), o, one);
             }
             finally { foreach (var o in outs) o?.Dispose(); }
         }
@@ -154,7 +157,7 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
                 {
                     if (counts[e] == 0) continue;
                     using var inner = NewDisposeScope();
-                    y.index_add_(0, tokenOf.narrow(0, starts[e], counts[e]), ExpertOutput(e, ref scratch), 1);
+                    y.index_add_(0, tokenOf.narrow(0, starts[e], counts[e]), ExpertOutput(e, ref scratch), one);
                 }
             }
             finally { scratch?.Dispose(); }
@@ -186,6 +189,7 @@ public sealed class MoE : nn.Module<Tensor, Tensor>
         // order of the sums is fixed whichever thread adds. Added outputs are disposed and their entries cleared.
         void AddReady()
         {
+            using var scope = NewDisposeScope(); // the index views addInOrder makes on this thread
             lock (adding)
                 for (; nextToAdd < counts.Length; nextToAdd++)
                 {
