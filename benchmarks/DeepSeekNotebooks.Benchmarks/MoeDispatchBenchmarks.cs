@@ -171,11 +171,15 @@ public class MoeDispatchBenchmarks
     /// <summary><see cref="MoE.ExpertThreads"/> for <see cref="SortDispatch"/> (null: the kit's default); <see cref="InterleavedMoe"/> sets it.</summary>
     internal int? ExpertThreadsForTiming { get; set; }
 
+    /// <summary><see cref="MoE.UnrecordedExperts"/> for <see cref="SortDispatch"/>; <see cref="InterleavedMoe"/> sets it.</summary>
+    internal bool UnrecordedExpertsForTiming { get; set; } = true;
+
     [Benchmark(Baseline = true, Description = "sort-by-expert dispatch (kit: experts on torch.get_num_threads() threads)")]
     public void SortDispatch()
     {
         using var _ = no_grad();
         _moe.ExpertThreads = ExpertThreadsForTiming;
+        _moe.UnrecordedExperts = UnrecordedExpertsForTiming;
         using var y = _moe.Dispatch(_x, new Routing(_weights, _indices, _weights));
         Measure.PeakRss(new object[] { Shape, DType });
     }
@@ -185,6 +189,7 @@ public class MoeDispatchBenchmarks
     {
         using var _ = no_grad();
         _moe.ExpertThreads = 1;
+        _moe.UnrecordedExperts = true;
         using var y = _moe.Dispatch(_x, new Routing(_weights, _indices, _weights));
         Measure.PeakRss(new object[] { Shape, DType });
     }

@@ -171,6 +171,87 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
+    /// Rows of a weight per GEMM of <see cref="ForwardUnrecorded"/> (512 × 2048 floats: 4 MB). Process-wide; benchmarks
+    /// set it to compare block sizes (docs/benchmarks.md §7d), nothing else should.
+    /// </summary>
+    internal static int BlockRows { get; set; } = 512;
+
+    /// <summary>
+    /// Whether a forward on <paramref name="x"/> records an autograd graph: grad mode on and x or a weight requiring grad.
+    /// </summary>
+    internal bool RecordsGraph(Tensor x) =>
+        is_grad_enabled() && (x.requires_grad || w1.weight!.requires_grad || w2.weight!.requires_grad || w3.weight!.requires_grad);
+
+    /// <summary>
+    /// The function of <see cref="forward"/> for a forward that records no autograd graph (<see cref="RecordsGraph"/> false)
+    /// on a thread with one intra-op thread (<c>MoE.Dispatch</c>'s expert threads): each GEMM x·Wᵀ runs in blocks of
+    /// <see cref="BlockRows"/> rows of W, each into its columns of a preallocated result (addmm_ with β = 0), so MKL packs
+    /// a block that stays in cache instead of the whole [2·inter, dim] matrix (at ~48 rows per expert, V2-Lite at 512
+    /// tokens, docs/benchmarks.md §7d). bfloat16 weights on a CPU without native bf16 (<see cref="GemmsInFloat32"/>): each
+    /// block is converted to float32 into <paramref name="scratch"/> (allocated here when null or too small; the caller
+    /// disposes it and may reuse it for the next call) before its GEMM, so the weight is read once from memory in bf16 and
+    /// no float32 copy of a whole matrix is made; the products are rounded to bf16 once per GEMM and SwiGLU runs in bf16, as
+    /// in <see cref="forward"/>. Each output element is the same dot product as in <see cref="forward"/>, so the results
+    /// agree up to the GEMM's grouping of the sum. Falls back to <see cref="forward"/> when a graph is recorded, w1/w3 are
+    /// not fused, x is not 2-D or not on the CPU, or the thread has more than one intra-op thread (blocks are too small to
+    /// split across threads).
+    /// </summary>
+    internal Tensor ForwardUnrecorded(Tensor x, ref Tensor? scratch)
+    {
+        if (x.ndim != 2 || x.device_type != DeviceType.CPU || RecordsGraph(x) || get_num_threads() > 1) return forward(x);
+        using var scope = NewDisposeScope();
+        if (FusedGateUp() is not { } fused) return forward(x).MoveToOuterDisposeScope();
+        var w2w = w2.weight!.detach();
+        long inter = w1.weight!.shape[0];
+        bool widen = GemmsInFloat32(x, w2w, Float32Gemms);
+        int block = BlockRows;
+        if (widen)
+        {
+            long need = (long)block * Math.Max(fused.shape[1], w2w.shape[1]);
+            if (scratch is null || scratch.NumberOfElements < need || scratch.dtype != ScalarType.Float32)
+            {
+                scratch?.Dispose();
+                scratch = empty(new[] { need }, ScalarType.Float32).DetachFromDisposeScope();
+            }
+        }
+        var g = BlockedLinear(widen ? x.to(ScalarType.Float32) : x, fused, block, widen ? scratch : null);
+        if (widen) g = g.to(x.dtype);
+        var gate = g.narrow(1, 0, inter);
+        var up = g.narrow(1, inter, inter);
+        if (_limit > 0)
+        {
+            // Scalars held and disposed here (not implicit conversions the GC frees): MoE runs experts on several threads.
+            using Scalar hi = _limit, lo = -_limit;
+            gate = gate.clamp_max(hi);
+            up = up.clamp(lo, hi);
+        }
+        var h = nn.functional.silu(gate).mul_(up);
+        var y = BlockedLinear(widen ? h.to(ScalarType.Float32) : h, w2w, block, widen ? scratch : null);
+        return (widen ? y.to(x.dtype) : y).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>x·wᵀ [n, rows] in blocks of <paramref name="step"/> rows of w, each converted to float32 into scratch when given.</summary>
+    private static Tensor BlockedLinear(Tensor x, Tensor w, long step, Tensor? scratch)
+    {
+        long rows = w.shape[0], k = w.shape[1];
+        var output = empty(new[] { x.shape[0], rows }, x.dtype);
+        for (long r = 0; r < rows; r += step)
+        {
+            using var scope = NewDisposeScope();
+            long n = Math.Min(step, rows - r);
+            var block = w.narrow(0, r, n);
+            if (scratch is not null)
+            {
+                var converted = scratch.narrow(0, 0, n * k).view(n, k);
+                converted.copy_(block);
+                block = converted;
+            }
+            output.narrow(1, r, n).addmm_(x, block.t(), 0, 1);
+        }
+        return output;
+    }
+
+    /// <summary>
     /// w2(silu(w1·x) ⊙ w3·x). bfloat16 weights on a CPU without native bf16 (<see cref="CpuHasNativeBf16"/>): each GEMM
     /// converts its weight and input to float32 for the call only (the bf16 parameters stay the one resident copy; the
     /// float32 copy of one matrix lives for one GEMM), multiplies in float32 and rounds the product to bf16 — what a bf16
@@ -197,8 +278,10 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
         }
         if (_limit > 0)
         {
-            gate = gate.clamp_max(_limit);
-            up = up.clamp(-_limit, _limit);
+            // Scalars held and disposed here (not implicit conversions the GC frees): MoE runs experts on several threads.
+            using Scalar hi = _limit, lo = -_limit;
+            gate = gate.clamp_max(hi);
+            up = up.clamp(lo, hi);
         }
         var h = nn.functional.silu(gate) * up;
         return (f32 ? Linear(h, w2.weight!, true) : w2.forward(h)).MoveToOuterDisposeScope();

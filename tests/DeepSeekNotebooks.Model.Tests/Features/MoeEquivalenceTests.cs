@@ -251,6 +251,115 @@ public class MoeEquivalenceTests
         Assert.True(d <= 2 * ulp, $"float32-GEMM path and libtorch's bf16 GEMMs differ by {d:E2} (bf16 ulp of max |y|: {ulp:E2})");
     }
 
+    /// <summary>
+    /// Forwards that record no graph run each expert through Mlp.ForwardUnrecorded on expert threads (GEMMs in 512-row
+    /// blocks of W; bf16: each block converted to float32); the same input with <see cref="MoE.UnrecordedExperts"/> false runs the recorded-graph
+    /// path (Mlp.forward per expert). Both against the reference, each other, and themselves (bitwise per thread count).
+    /// </summary>
+    [Theory]
+    [InlineData(false, 1)] // float32, experts on the calling thread: more than one intra-op thread, so Mlp.forward
+    [InlineData(false, 3)] // float32 on 3 expert threads
+    [InlineData(true, 1)]  // bf16, calling thread: more than one intra-op thread, so Mlp.forward's float32 GEMMs
+    [InlineData(true, 3)]  // bf16 on 3 expert threads: blocks converted to float32
+    public void UnrecordedExperts_EqualTheRecordedPath_AndTheReference_AndAreBitwiseReproducible(bool bf16, int expertThreads)
+    {
+        var c = V2LiteLike with { MoeIntermediateSize = 300 }; // gate/up 600 rows: a full 512-row block and a partial one
+        using var moe = NewMoe(c, weightsRequireGrad: true, expertThreads, bf16 ? bfloat16 : null);
+        Assert.All(moe.Experts, e => Assert.NotNull(e.FusedGateUp()));
+        using var scope = NewDisposeScope();
+        var x0 = randn(new long[] { Tokens, c.HiddenSize }, generator: new Generator(23));
+        if (bf16) x0 = x0.to(bfloat16);
+        Tensor fast, fastAgain, recorded;
+        Routing routing;
+        using (no_grad())
+        {
+            routing = moe.Gate.Route(x0, null);
+            fast = moe.Dispatch(x0, routing);
+            fastAgain = moe.Dispatch(x0, routing);
+            moe.UnrecordedExperts = false;
+            recorded = moe.Dispatch(x0, routing);
+            moe.UnrecordedExperts = true;
+        }
+        // Grad mode on, but nothing requires grad (x plain, the weights frozen): no graph either, the same fast path.
+        foreach (var p in moe.parameters()) p.requires_grad_(false);
+        var gradModeOn = moe.Dispatch(x0, new Routing(routing.Weights.detach(), routing.Indices, routing.Scores.detach()));
+        Assert.False(gradModeOn.requires_grad);
+
+        Assert.Equal(x0.dtype, fast.dtype);
+        Assert.True(fast.abs().max().to(float32).item<float>() > 0, "the dispatch returned zeros");
+        Assert.True(fast.eq(fastAgain).all().item<bool>(), "two dispatches of the same input differ: the result depends on thread scheduling");
+        Assert.True(fast.eq(gradModeOn).all().item<bool>(), "grad mode without anything requiring grad changed the result");
+        var (want, _) = Reference(moe, c, x0.to(float64), routing.Indices);
+        var routedOnly = want - Expert(P(moe), "shared_experts.", x0.to(float64));
+        double rel = RelativeError(fast, routedOnly), relRecorded = RelativeError(fast, recorded);
+        if (bf16)
+        {
+            // bf16 rounding per GEMM output, SwiGLU and the weighting (see Bf16_ForwardAndGradients_...): 2^-5 of max |y|.
+            Assert.True(rel <= 1.0 / 32, $"bf16 unrecorded dispatch differs from the float64 reference by {rel:E2}; allowed 2^-5");
+            // The two paths compute the same float32 dot products grouped differently; a flipped bf16 rounding of a GEMM
+            // output moves y by a few ulps of its own magnitude, far below a wrong block or row (O(1) of max |y|).
+            Assert.True(relRecorded <= 1.0 / 64, $"bf16 unrecorded and recorded paths differ by {relRecorded:E2}; allowed 2^-6");
+        }
+        else
+        {
+            Assert.True(rel <= 1e-6, $"unrecorded dispatch differs from the reference by {rel:E2}; allowed 1e-6");
+            Assert.True(relRecorded <= 1e-6, $"unrecorded and recorded paths differ by {relRecorded:E2}; allowed 1e-6");
+        }
+    }
+
+    [Fact]
+    public void ForwardUnrecorded_BlockedBf16_RoundsLikeABf16GemmAccumulatingInFloat32_AndFallsBackWhenAGraphIsRecorded()
+    {
+        // 600 gate/up rows and 64 down rows: blocks of 512 and 88 rows, and one partial block.
+        manual_seed(29);
+        using var mlp = new Mlp("mlp", 64, 300);
+        mlp.to(bfloat16);
+        mlp.Float32Gemms = true;
+        using var scope = NewDisposeScope();
+        var p = P(mlp);
+        var x = randn(40, 64).to(bfloat16);
+        Tensor? blocked = null;
+        int threadsBefore = get_num_threads();
+        // On a thread with one intra-op thread, as MoE's expert threads run (the blocked path needs it).
+        var worker = new Thread(() =>
+        {
+            get_num_threads();
+            set_num_threads(1);
+            using var _ = no_grad();
+            Tensor? scratch = null;
+            blocked = mlp.ForwardUnrecorded(x, ref scratch).contiguous().DetachFromDisposeScope();
+            Assert.NotNull(scratch);
+            Assert.True(scratch!.NumberOfElements >= Mlp.BlockRows * 300, "the scratch must hold a block of the widest weight rows");
+            scratch.Dispose();
+        });
+        worker.Start();
+        worker.Join();
+        set_num_threads(threadsBefore);
+        Assert.NotNull(blocked);
+        using var _g = no_grad();
+        var h = nn.functional.silu(x.to(float32).matmul(p["w1.weight"].to(float32).t()).to(bfloat16))
+            * x.to(float32).matmul(p["w3.weight"].to(float32).t()).to(bfloat16);
+        var want = h.to(float32).matmul(p["w2.weight"].to(float32).t()).to(bfloat16);
+        Assert.Equal(bfloat16, blocked!.dtype);
+        Assert.Equal(new long[] { 40, 64 }, blocked.shape);
+        double ulp = Math.Pow(2, Math.Floor(Math.Log2(want.to(float32).abs().max().item<float>())) - 7);
+        double d = (blocked.to(float32) - want.to(float32)).abs().max().item<float>();
+        Assert.True(d <= ulp, $"the blocked path differs from bf16(float32 product) at each GEMM by {d:E2} (bf16 ulp of max |y|: {ulp:E2})");
+        blocked.Dispose();
+
+        // With a graph recorded (x requires grad) it is Mlp.forward: the same values and a gradient.
+        using var _e = enable_grad();
+        var xg = x.clone().requires_grad_(true);
+        Tensor? none = null;
+        var y = mlp.ForwardUnrecorded(xg, ref none);
+        Assert.Null(none);
+        Assert.True(y.requires_grad, "a recorded forward must keep its graph");
+        y.to(float32).sum().backward();
+        var xr = x.clone().requires_grad_(true);
+        mlp.forward(xr).to(float32).sum().backward();
+        Assert.True(xg.grad!.eq(xr.grad!).all().item<bool>(), "the recorded fallback must be Mlp.forward");
+    }
+
     [Fact]
     public void CpuHasNativeBf16_MatchesProcCpuinfo()
     {
