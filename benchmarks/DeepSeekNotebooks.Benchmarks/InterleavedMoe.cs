@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using DeepSeekNotebooks.Model.Modules;
 using DeepSeekNotebooks.Model.Native;
+using static DeepSeekNotebooks.Benchmarks.ConsoleModeSupport;
 using static TorchSharp.torch;
 
 namespace DeepSeekNotebooks.Benchmarks;
@@ -81,18 +82,4 @@ internal static class InterleavedMoe
         }
         return 0;
     }
-
-    private static string? Option(string[] args, string name)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
-    }
-
-    private static double Median(List<double> v)
-    {
-        var s = v.OrderBy(t => t).ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
-    }
-
-    private static string Load() => File.Exists("/proc/loadavg") ? string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "?";
 }

@@ -708,17 +708,9 @@ public static class RandomCheckpoint
         public float Next()
         {
             if (_hasSpare) { _hasSpare = false; return _spare; }
-            double u, v, q;
-            do
-            {
-                u = (NextBits() >> 11) * (2.0 / 9007199254740992.0) - 1.0; // [-1, 1)
-                v = (NextBits() >> 11) * (2.0 / 9007199254740992.0) - 1.0;
-                q = u * u + v * v;
-            } while (q >= 1.0 || q == 0.0);
-            double f = Math.Sqrt(-2.0 * Math.Log(q) / q);
-            _spare = (float)(v * f);
+            (float first, _spare) = Pair();
             _hasSpare = true;
-            return (float)(u * f);
+            return first;
         }
     }
 }
